@@ -1,0 +1,1 @@
+//! Live process introspection from /proc for `berth inspect`.

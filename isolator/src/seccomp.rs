@@ -1,0 +1,1 @@
+//! OCI `linux.seccomp` profiles compiled to BPF with seccompiler.
