@@ -1,1 +1,112 @@
-fn main() {}
+//! The `berth` command. Each verb lives in its own module under
+//! `commands/`; this file only parses the command line and maps errors to
+//! exit codes (2 for bad input, 1 for failures, the container's own code
+//! for `launch` in the foreground).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "berth",
+    version,
+    about = "Run and inspect isolated containers (namespaces, cgroups, seccomp, capabilities)",
+    propagate_version = true
+)]
+struct Cli {
+    /// State directory (default: /run/berth as root, $XDG_RUNTIME_DIR/berth otherwise)
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create and start a container running CMD
+    Launch(commands::launch::Args),
+    /// List containers
+    Ps(commands::ps::Args),
+    /// Show everything about a container
+    Inspect(commands::inspect::Args),
+    /// Print a container's output
+    Logs(commands::logs::Args),
+    /// Run a command inside a running container
+    Exec(commands::exec::Args),
+    /// Send a signal to a container (default SIGKILL)
+    Kill(commands::kill::Args),
+    /// Wait for a container to stop and print its exit code
+    Wait(commands::wait::Args),
+    /// Remove containers
+    Rm(commands::rm::Args),
+}
+
+/// An error with the exit code it should produce.
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl From<launcher::Error> for Failure {
+    fn from(e: launcher::Error) -> Self {
+        let code = match &e {
+            launcher::Error::ExecutableNotFound(_) => 127,
+            e if e.is_usage() => 2,
+            _ => 1,
+        };
+        Failure {
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure {
+            code: 1,
+            message: format!("{e:#}"),
+        }
+    }
+}
+
+pub type CmdResult = Result<u8, Failure>;
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    // The supervisor is this binary too; it is dispatched before clap so
+    // that it stays lean and never shows up in --help.
+    if argv.get(1).map(String::as_str) == Some(launcher::supervisor::SUPERVISOR_ARG) {
+        return match launcher::supervisor::SupervisorArgs::parse(&argv[2..]) {
+            Some(args) => ExitCode::from(launcher::supervisor::main(args) as u8),
+            None => ExitCode::from(2),
+        };
+    }
+    let cli = Cli::parse();
+    let root = cli.root.unwrap_or_else(launcher::state::StateRoot::default_path);
+    let result = (|| -> CmdResult {
+        let l = launcher::Launcher::open(root)?;
+        match cli.command {
+            Command::Launch(a) => commands::launch::run(&l, a),
+            Command::Ps(a) => commands::ps::run(&l, a),
+            Command::Inspect(a) => commands::inspect::run(&l, a),
+            Command::Logs(a) => commands::logs::run(&l, a),
+            Command::Exec(a) => commands::exec::run(&l, a),
+            Command::Kill(a) => commands::kill::run(&l, a),
+            Command::Wait(a) => commands::wait::run(&l, a),
+            Command::Rm(a) => commands::rm::run(&l, a),
+        }
+    })();
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            eprintln!("berth: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}

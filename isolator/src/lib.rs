@@ -10,3 +10,8 @@
 pub mod cgroups;
 pub mod procinfo;
 pub mod seccomp;
+pub mod capabilities;
+pub mod idmap;
+pub mod namespaces;
+pub mod rlimits;
+pub mod rootfs;

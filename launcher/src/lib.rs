@@ -1,1 +1,22 @@
+//! OCI bundles and the container lifecycle for Berth.
+//!
+//! - [`spec`] turns a launch request into a config.json (oci-spec).
+//! - [`state`] is the on-disk state directory of every container.
+//! - [`container`] creates, starts, signals, waits for and removes containers.
+//! - [`supervisor`] is the small per-container process that outlives the CLI.
+//! - [`init`] is the container's first process: the set-up procedure.
+//! - [`attach`] runs a container in the foreground; [`exec`] joins one;
+//!   [`inspect`] reports on one.
 
+pub mod attach;
+pub mod container;
+pub mod error;
+pub mod exec;
+pub mod init;
+pub mod inspect;
+pub mod spec;
+pub mod state;
+pub mod supervisor;
+
+pub use container::{CreateOptions, Created, Launcher};
+pub use error::{Error, Result};

@@ -1,0 +1,519 @@
+//! Applying OCI `linux.resources` to a [`Cgroup`].
+
+use std::path::PathBuf;
+
+use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxResources};
+use serde::{Deserialize, Serialize};
+
+use super::cgroup::Cgroup;
+use super::error::CgroupError;
+use super::fsutil;
+use super::layout::CgroupMode;
+
+/// A requested limit that `apply()` could not apply, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unapplied {
+    /// The OCI resource, e.g. `memory.swap`, `cpu.shares`, `blockIO`.
+    pub limit: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Unapplied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.limit, self.reason)
+    }
+}
+
+/// runc's conversion of v1 `cpu.shares` (2..262144) to v2 `cpu.weight`
+/// (1..10000): `1 + ((shares - 2) * 9999) / 262142`; 0 means "unset" and
+/// maps to 0. Out-of-range shares are clamped first.
+pub fn shares_to_weight(shares: u64) -> u64 {
+    if shares == 0 {
+        return 0;
+    }
+    let s = shares.clamp(2, 262_144);
+    1 + ((s - 2) * 9999) / 262_142
+}
+
+/// runc's `ConvertMemorySwapToCgroupV2Value`: OCI `memory.swap` is the
+/// memory+swap total (v1 semantics); v2 `memory.swap.max` is swap alone.
+/// 0 = unset, -1 = unlimited.
+fn swap_to_v2(swap: i64, memory: i64) -> Result<i64, CgroupError> {
+    if memory == -1 && swap == 0 {
+        return Ok(-1);
+    }
+    if swap == -1 || swap == 0 {
+        return Ok(swap);
+    }
+    if memory == 0 || memory == -1 {
+        return Err(CgroupError::InvalidResources(
+            "unable to set swap limit without memory limit".into(),
+        ));
+    }
+    if memory < 0 {
+        return Err(CgroupError::InvalidResources(format!(
+            "invalid memory value: {memory}"
+        )));
+    }
+    if swap < memory {
+        return Err(CgroupError::InvalidResources(
+            "memory+swap limit should be >= memory limit".into(),
+        ));
+    }
+    Ok(swap - memory)
+}
+
+fn v2_value(v: i64) -> String {
+    if v < 0 {
+        "max".into()
+    } else {
+        v.to_string()
+    }
+}
+
+struct Applier<'a> {
+    cg: &'a Cgroup,
+    unapplied: Vec<Unapplied>,
+    v2_controllers: Option<Option<String>>,
+}
+
+impl Applier<'_> {
+    fn skip(&mut self, limit: &str, reason: impl Into<String>) {
+        self.unapplied.push(Unapplied {
+            limit: limit.into(),
+            reason: reason.into(),
+        });
+    }
+
+    fn v2(&self) -> bool {
+        self.cg.mode == CgroupMode::V2
+    }
+
+    /// The directory holding `controller`'s files, or `None` after recording
+    /// `limit` as unapplied.
+    fn dir(&mut self, controller: &str, limit: &str) -> Result<Option<PathBuf>, CgroupError> {
+        if !self.v2() {
+            return Ok(match self.cg.v1_dir(controller) {
+                Some(d) => Some(d.to_path_buf()),
+                None => {
+                    let hint = if controller == "cpuset" {
+                        " (resolve with ResolveOptions { cpuset: true })"
+                    } else {
+                        ""
+                    };
+                    self.skip(
+                        limit,
+                        format!("cgroup v1 {controller} hierarchy not mounted or not joined{hint}"),
+                    );
+                    None
+                }
+            });
+        }
+        let Some(u) = &self.cg.unified else {
+            self.skip(limit, "no unified cgroup directory");
+            return Ok(None);
+        };
+        let dir = u.dir.clone();
+        if self.v2_controllers.is_none() {
+            self.v2_controllers = Some(fsutil::read_opt(&dir.join("cgroup.controllers"))?);
+        }
+        let listed = self
+            .v2_controllers
+            .as_ref()
+            .and_then(|c| c.as_ref())
+            .map(|c| c.split_whitespace().any(|x| x == controller));
+        match listed {
+            Some(true) => Ok(Some(dir)),
+            Some(false) => {
+                let mut reason = format!(
+                    "{controller} controller not enabled for {} (not in cgroup.controllers)",
+                    dir.display()
+                );
+                for w in &self.cg.warnings {
+                    reason.push_str(&format!("; {w}"));
+                }
+                self.skip(limit, reason);
+                Ok(None)
+            }
+            None => {
+                self.skip(
+                    limit,
+                    format!(
+                        "{} is missing (was create() called?)",
+                        dir.join("cgroup.controllers").display()
+                    ),
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// Writes `value` to `dir/file` if the file exists; a missing file makes
+    /// `limit` unapplied. Returns whether it was written.
+    fn write(
+        &mut self,
+        limit: &str,
+        dir: &std::path::Path,
+        file: &str,
+        value: &str,
+    ) -> Result<bool, CgroupError> {
+        let path = dir.join(file);
+        if !fsutil::exists(&path) {
+            self.skip(
+                limit,
+                format!(
+                    "{} does not exist (not supported by this kernel)",
+                    path.display()
+                ),
+            );
+            return Ok(false);
+        }
+        fsutil::write(&path, value)?;
+        Ok(true)
+    }
+
+    fn memory(&mut self, m: &LinuxMemory) -> Result<(), CgroupError> {
+        let limit = m.limit().filter(|&l| l != 0);
+        let mut swap = m.swap().filter(|&s| s != 0);
+        for (name, v) in [("memory.limit", limit), ("memory.swap", swap)] {
+            if let Some(v) = v.filter(|&v| v < -1) {
+                return Err(CgroupError::InvalidResources(format!(
+                    "{name} {v} is negative"
+                )));
+            }
+        }
+        let wanted = limit.is_some()
+            || swap.is_some()
+            || m.reservation().is_some_and(|r| r != 0)
+            || m.swappiness().is_some()
+            || m.disable_oom_killer() == Some(true);
+        if m.kernel().is_some() {
+            self.skip(
+                "memory.kernel",
+                "kernel memory limits are deprecated and not supported",
+            );
+        }
+        if m.kernel_tcp().is_some() {
+            self.skip(
+                "memory.kernelTCP",
+                "kernel TCP memory limits are not supported",
+            );
+        }
+        if m.use_hierarchy() == Some(false) {
+            self.skip(
+                "memory.useHierarchy",
+                "hierarchical accounting is always on",
+            );
+        }
+        if !wanted {
+            return Ok(());
+        }
+        let Some(dir) = self.dir("memory", "memory")? else {
+            return Ok(());
+        };
+
+        if self.v2() {
+            if let Some(l) = limit {
+                self.write("memory.limit", &dir, "memory.max", &v2_value(l))?;
+            }
+            let s = swap_to_v2(swap.unwrap_or(0), limit.unwrap_or(0))?;
+            // An implied "unlimited swap" (limit -1) is dropped quietly on a
+            // host without swap; an explicit request is reported.
+            let implied = swap.is_none();
+            if s != 0 && (!implied || fsutil::exists(&dir.join("memory.swap.max"))) {
+                self.write("memory.swap", &dir, "memory.swap.max", &v2_value(s))?;
+            }
+            if let Some(r) = m.reservation().filter(|&r| r != 0) {
+                self.write("memory.reservation", &dir, "memory.low", &v2_value(r))?;
+            }
+            if m.swappiness().is_some() {
+                self.skip(
+                    "memory.swappiness",
+                    "cgroup v2 has no per-cgroup swappiness",
+                );
+            }
+            if m.disable_oom_killer() == Some(true) {
+                self.skip(
+                    "memory.disableOOMKiller",
+                    "cgroup v2 cannot disable the OOM killer",
+                );
+            }
+            return Ok(());
+        }
+
+        // v1 (runc's setMemoryAndSwap): memory.swap is the memory+swap total.
+        if limit == Some(-1) && swap.is_none() {
+            swap = Some(-1);
+        }
+        if let (Some(l), Some(s)) = (limit, swap) {
+            if l > 0 && s > 0 && s < l {
+                return Err(CgroupError::InvalidResources(
+                    "memory+swap limit should be >= memory limit".into(),
+                ));
+            }
+        }
+        const LIMIT: &str = "memory.limit_in_bytes";
+        const MEMSW: &str = "memory.memsw.limit_in_bytes";
+        if swap.is_some() && !fsutil::exists(&dir.join(MEMSW)) {
+            if m.swap().is_some_and(|s| s != 0) {
+                self.skip(
+                    "memory.swap",
+                    format!(
+                        "{} does not exist (swap accounting disabled)",
+                        dir.join(MEMSW).display()
+                    ),
+                );
+            }
+            swap = None;
+        }
+        match (limit, swap) {
+            (Some(l), Some(s)) => {
+                // Order the writes so memory <= memory+swap holds throughout.
+                let cur = fsutil::read_u64(&dir.join(LIMIT))?.unwrap_or(u64::MAX);
+                if s == -1 || cur < s as u64 {
+                    fsutil::write(&dir.join(MEMSW), &s.to_string())?;
+                    fsutil::write(&dir.join(LIMIT), &l.to_string())?;
+                } else {
+                    fsutil::write(&dir.join(LIMIT), &l.to_string())?;
+                    fsutil::write(&dir.join(MEMSW), &s.to_string())?;
+                }
+            }
+            (Some(l), None) => {
+                self.write("memory.limit", &dir, LIMIT, &l.to_string())?;
+            }
+            (None, Some(s)) => {
+                fsutil::write(&dir.join(MEMSW), &s.to_string())?;
+            }
+            (None, None) => {}
+        }
+        if let Some(r) = m.reservation().filter(|&r| r != 0) {
+            self.write(
+                "memory.reservation",
+                &dir,
+                "memory.soft_limit_in_bytes",
+                &r.to_string(),
+            )?;
+        }
+        if let Some(s) = m.swappiness() {
+            if s > 100 {
+                return Err(CgroupError::InvalidResources(format!(
+                    "memory.swappiness {s} is above 100"
+                )));
+            }
+            self.write(
+                "memory.swappiness",
+                &dir,
+                "memory.swappiness",
+                &s.to_string(),
+            )?;
+        }
+        if m.disable_oom_killer() == Some(true) {
+            self.write("memory.disableOOMKiller", &dir, "memory.oom_control", "1")?;
+        }
+        Ok(())
+    }
+
+    fn cpu(&mut self, c: &LinuxCpu) -> Result<(), CgroupError> {
+        let shares = c.shares().filter(|&s| s != 0);
+        let quota = c.quota().filter(|&q| q != 0);
+        let period = c.period().filter(|&p| p != 0);
+        let wanted = shares.is_some()
+            || quota.is_some()
+            || period.is_some()
+            || c.burst().is_some()
+            || c.idle().is_some()
+            || c.realtime_runtime().is_some()
+            || c.realtime_period().is_some();
+        if wanted {
+            if let Some(dir) = self.dir("cpu", "cpu")? {
+                self.cpu_limits(c, &dir, shares, quota, period)?;
+            }
+        }
+        let cpus = c.cpus().as_deref().filter(|s| !s.is_empty());
+        let mems = c.mems().as_deref().filter(|s| !s.is_empty());
+        if cpus.is_some() || mems.is_some() {
+            if let Some(dir) = self.dir("cpuset", "cpu.cpus/cpu.mems")? {
+                if let Some(v) = cpus {
+                    self.write("cpu.cpus", &dir, "cpuset.cpus", v)?;
+                }
+                if let Some(v) = mems {
+                    self.write("cpu.mems", &dir, "cpuset.mems", v)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn cpu_limits(
+        &mut self,
+        c: &LinuxCpu,
+        dir: &std::path::Path,
+        shares: Option<u64>,
+        quota: Option<i64>,
+        period: Option<u64>,
+    ) -> Result<(), CgroupError> {
+        if self.v2() {
+            if let Some(s) = shares {
+                let w = shares_to_weight(s).to_string();
+                self.write("cpu.shares", dir, "cpu.weight", &w)?;
+            }
+            if quota.is_some() || period.is_some() {
+                let q = match quota {
+                    Some(q) => v2_value(q),
+                    // Keep the current quota when only the period changes.
+                    None => fsutil::read_opt(&dir.join("cpu.max"))?
+                        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+                        .unwrap_or_else(|| "max".into()),
+                };
+                let value = match period {
+                    Some(p) => format!("{q} {p}"),
+                    None => q,
+                };
+                self.write("cpu.quota/cpu.period", dir, "cpu.max", &value)?;
+            }
+            if let Some(b) = c.burst() {
+                self.write("cpu.burst", dir, "cpu.max.burst", &b.to_string())?;
+            }
+            if let Some(i) = c.idle() {
+                self.write("cpu.idle", dir, "cpu.idle", &i.to_string())?;
+            }
+            if c.realtime_runtime().is_some() || c.realtime_period().is_some() {
+                self.skip(
+                    "cpu.realtimeRuntime/cpu.realtimePeriod",
+                    "cgroup v2 has no realtime cpu limits",
+                );
+            }
+            return Ok(());
+        }
+
+        if let Some(s) = shares {
+            self.write("cpu.shares", dir, "cpu.shares", &s.to_string())?;
+        }
+        // runc: period first; if the kernel refuses it against the current
+        // quota (EINVAL), write the quota and then retry the period.
+        let mut retry_period = None;
+        if let Some(p) = period {
+            let path = dir.join("cpu.cfs_period_us");
+            if !fsutil::exists(&path) {
+                self.skip("cpu.period", format!("{} does not exist", path.display()));
+            } else if let Err(e) = fsutil::write(&path, &p.to_string()) {
+                if e.errno() != Some(nix::errno::Errno::EINVAL) || quota.is_none() {
+                    return Err(e);
+                }
+                retry_period = Some(p);
+            }
+        }
+        if let Some(q) = quota {
+            let q = if q < 0 { -1 } else { q };
+            self.write("cpu.quota", dir, "cpu.cfs_quota_us", &q.to_string())?;
+            if let Some(p) = retry_period {
+                fsutil::write(&dir.join("cpu.cfs_period_us"), &p.to_string())?;
+            }
+        }
+        if let Some(b) = c.burst() {
+            self.write("cpu.burst", dir, "cpu.cfs_burst_us", &b.to_string())?;
+        }
+        if let Some(i) = c.idle() {
+            self.write("cpu.idle", dir, "cpu.idle", &i.to_string())?;
+        }
+        if let Some(p) = c.realtime_period() {
+            self.write(
+                "cpu.realtimePeriod",
+                dir,
+                "cpu.rt_period_us",
+                &p.to_string(),
+            )?;
+        }
+        if let Some(r) = c.realtime_runtime() {
+            self.write(
+                "cpu.realtimeRuntime",
+                dir,
+                "cpu.rt_runtime_us",
+                &r.to_string(),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Cgroup {
+    /// Applies OCI resources. v1: memory.limit_in_bytes /
+    /// memory.memsw.limit_in_bytes (OCI `memory.swap` is memory+swap, written
+    /// in runc's order), swappiness, cpu.shares, cpu.cfs_period_us/quota_us,
+    /// pids.max, cpuset (if joined). v2: memory.max, memory.swap.max
+    /// (= swap - limit), cpu.weight (converted with [`shares_to_weight`]),
+    /// cpu.max, pids.max, cpuset.*, and the `unified` map verbatim.
+    /// A pids limit <= 0 means "max"; memory/cpu values of 0 mean "unset"
+    /// (as in runc).
+    ///
+    /// Returns the requested limits it could not apply (controller not
+    /// available, file missing, no v1/v2 equivalent, unsupported resource
+    /// class such as blockIO or devices), each with a reason. A write that
+    /// fails is an error naming the file.
+    pub fn apply(&self, res: &LinuxResources) -> Result<Vec<Unapplied>, CgroupError> {
+        let mut a = Applier {
+            cg: self,
+            unapplied: Vec::new(),
+            v2_controllers: None,
+        };
+        if let Some(m) = res.memory() {
+            a.memory(m)?;
+        }
+        if let Some(c) = res.cpu() {
+            a.cpu(c)?;
+        }
+        if let Some(p) = res.pids() {
+            if let Some(dir) = a.dir("pids", "pids.limit")? {
+                let v = if p.limit() <= 0 {
+                    "max".to_string()
+                } else {
+                    p.limit().to_string()
+                };
+                a.write("pids.limit", &dir, "pids.max", &v)?;
+            }
+        }
+        if res.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+            a.skip(
+                "devices",
+                "device cgroup rules are not enforced by the cgroup layer",
+            );
+        }
+        if res.block_io().is_some() {
+            a.skip("blockIO", "block I/O limits are not supported");
+        }
+        if res
+            .hugepage_limits()
+            .as_ref()
+            .is_some_and(|h| !h.is_empty())
+        {
+            a.skip("hugepageLimits", "hugetlb limits are not supported");
+        }
+        if res.network().is_some() {
+            a.skip("network", "network class/priority limits are not supported");
+        }
+        if res.rdma().as_ref().is_some_and(|r| !r.is_empty()) {
+            a.skip("rdma", "rdma limits are not supported");
+        }
+        if let Some(map) = res.unified().as_ref().filter(|m| !m.is_empty()) {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            for k in keys {
+                let name = format!("unified.{k}");
+                if !a.v2() {
+                    a.skip(&name, "unified resources need cgroup v2 mode");
+                    continue;
+                }
+                if k.contains('/') || k.starts_with('.') || k.starts_with("cgroup.") {
+                    return Err(CgroupError::InvalidResources(format!(
+                        "unified key {k:?} is not a controller file"
+                    )));
+                }
+                if let Some(u) = &self.unified {
+                    let dir = u.dir.clone();
+                    a.write(&name, &dir, k, &map[k])?;
+                }
+            }
+        }
+        Ok(a.unapplied)
+    }
+}

@@ -1,0 +1,373 @@
+//! The container's init: the process cloned into the new namespaces, which
+//! sets the container up and finally becomes the user's command.
+//!
+//! It runs in the child of the (single-threaded) supervisor, so it may
+//! allocate; it never returns: it either execs or reports an error on the
+//! sync socket and exits. `setup` reads as the security procedure, one
+//! step per line, in the order the kernel requires.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use isolator::capabilities::{self, CapabilitySets, UserSpec};
+use isolator::namespaces::{self, NamespacePlan};
+use isolator::rootfs::{self, MountContext};
+use isolator::seccomp::CompiledSeccomp;
+use nix::sched::CloneFlags;
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use serde::{Deserialize, Serialize};
+
+/// Messages on the supervisor <-> init socket (SOCK_SEQPACKET: one JSON
+/// document per packet, so no framing is needed).
+#[derive(Debug, Serialize, Deserialize)]
+pub enum SyncMsg {
+    /// Supervisor -> init: id maps are written and the cgroup is joined.
+    Continue,
+    /// Init -> supervisor: set up; waiting on the exec fifo for "start".
+    Ready,
+    /// Init -> supervisor: setting up (or exec) failed.
+    Error { message: String, exit_code: i32 },
+}
+
+pub fn send(fd: BorrowedFd, msg: &SyncMsg) -> nix::Result<()> {
+    let body = serde_json::to_vec(msg).unwrap_or_default();
+    nix::sys::socket::send(fd.as_raw_fd(), &body, nix::sys::socket::MsgFlags::empty()).map(|_| ())
+}
+
+/// Receives one message; Ok(None) on EOF (the peer exited or exec'd).
+pub fn recv(fd: BorrowedFd) -> nix::Result<Option<SyncMsg>> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match nix::sys::socket::recv(fd.as_raw_fd(), &mut buf, nix::sys::socket::MsgFlags::empty()) {
+            Ok(0) => return Ok(None),
+            Ok(n) => return Ok(serde_json::from_slice(&buf[..n]).ok()),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Everything init needs, prepared by the supervisor before clone(2) so
+/// that the child only acts.
+pub struct InitConfig<'a> {
+    pub spec: &'a Spec,
+    pub plan: &'a NamespacePlan,
+    /// Absolute host path of the root filesystem ("/" in host-root mode).
+    pub rootfs: PathBuf,
+    /// Where the root is bind-mounted before pivot_root.
+    pub root_mount: PathBuf,
+    pub seccomp: Option<&'a CompiledSeccomp>,
+    pub sync: &'a OwnedFd,
+    /// O_PATH descriptor of the exec fifo.
+    pub fifo: &'a OwnedFd,
+    pub stdin: &'a OwnedFd,
+    pub stdout: &'a OwnedFd,
+    pub stderr: &'a OwnedFd,
+    pub in_userns: bool,
+}
+
+/// A failed step: the message and the exit code the container gets.
+pub struct InitFailure {
+    pub message: String,
+    pub exit_code: i32,
+}
+
+impl<E: std::fmt::Display> From<(&str, E)> for InitFailure {
+    fn from((step, e): (&str, E)) -> Self {
+        InitFailure {
+            message: format!("{step}: {e}"),
+            exit_code: 1,
+        }
+    }
+}
+
+/// The child's entry point; never returns.
+pub fn run(cfg: &InitConfig) -> isize {
+    let failure = match setup(cfg) {
+        Ok(never) => match never {},
+        Err(f) => f,
+    };
+    let _ = send(
+        cfg.sync.as_fd_borrowed(),
+        &SyncMsg::Error {
+            message: failure.message,
+            exit_code: failure.exit_code,
+        },
+    );
+    // SAFETY: _exit is always safe; it skips atexit handlers that belong to
+    // the supervisor whose memory this child copied.
+    unsafe { libc::_exit(failure.exit_code) }
+}
+
+trait AsBorrowed {
+    fn as_fd_borrowed(&self) -> BorrowedFd<'_>;
+}
+impl AsBorrowed for OwnedFd {
+    fn as_fd_borrowed(&self) -> BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(self)
+    }
+}
+
+fn setup(cfg: &InitConfig) -> Result<std::convert::Infallible, InitFailure> {
+    let spec = cfg.spec;
+    let process = spec.process().as_ref().ok_or(("config.json", "no process section"))?;
+
+    stdio(cfg).map_err(|e| ("setting up stdio", e))?;
+    wait_for_parent(cfg)?;
+    become_root_in_userns(cfg).map_err(|e| ("becoming root in the user namespace", e))?;
+    for (t, path) in &cfg.plan.join {
+        namespaces::join(*t, path).map_err(|e| ("joining namespace", e))?;
+    }
+    if cfg.plan.new_cgroupns {
+        // Now that we are in our cgroup, a new cgroup namespace makes it
+        // the root of what the container sees.
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|e| ("unsharing the cgroup namespace", e))?;
+    }
+    if cfg.plan.has(LinuxNamespaceType::Uts) {
+        if let Some(h) = spec.hostname() {
+            namespaces::set_hostname(h).map_err(|e| ("uts", e))?;
+        }
+    }
+    if cfg.plan.has(LinuxNamespaceType::Network) {
+        namespaces::loopback_up().map_err(|e| ("network", e))?;
+    }
+    if cfg.plan.has(LinuxNamespaceType::Mount) {
+        filesystem(cfg)?;
+    }
+    let cwd = process.cwd();
+    change_dir(cwd)?;
+    let env: Vec<String> = process.env().clone().unwrap_or_default();
+    let args: Vec<String> = process.args().clone().unwrap_or_default();
+    let program = find_executable(args.first().map(String::as_str).unwrap_or(""), &env)?;
+    if let Some(limits) = process.rlimits() {
+        isolator::rlimits::apply(limits).map_err(|e| ("rlimits", e))?;
+    }
+    let (sets, user) = credentials(spec)?;
+    let set_groups = !cfg.in_userns || userns_allows_setgroups();
+    capabilities::apply(&sets, &user, set_groups).map_err(|e| ("capabilities", e))?;
+    if process.no_new_privileges().unwrap_or(false) {
+        capabilities::set_no_new_privs().map_err(|e| ("no_new_privs", e))?;
+    }
+    if let Some(mask) = process.user().umask() {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+    }
+    send(cfg.sync.as_fd_borrowed(), &SyncMsg::Ready).map_err(|e| ("reporting ready", e))?;
+    wait_for_start(cfg)?;
+    prepare_exec_signals();
+    if let Some(filter) = cfg.seccomp {
+        filter.apply().map_err(|e| ("loading the seccomp filter", e))?;
+    }
+    Err(exec(&program, &args, &env))
+}
+
+/// stdin/stdout/stderr of the container: the descriptors the supervisor
+/// prepared. Every other descriptor is marked close-on-exec.
+fn stdio(cfg: &InitConfig) -> nix::Result<()> {
+    for (fd, target) in [(cfg.stdin, 0), (cfg.stdout, 1), (cfg.stderr, 2)] {
+        // SAFETY: dup2 onto 0/1/2 only replaces the child's own stdio
+        // descriptors, which nothing else in this process holds.
+        if unsafe { libc::dup2(fd.as_raw_fd(), target) } < 0 {
+            return Err(nix::errno::Errno::last());
+        }
+    }
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on this
+    // process's descriptors >= 3; the sync socket and fifo stay usable
+    // until execve.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    if rc < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    Ok(())
+}
+
+fn wait_for_parent(cfg: &InitConfig) -> Result<(), InitFailure> {
+    match recv(cfg.sync.as_fd_borrowed()) {
+        Ok(Some(SyncMsg::Continue)) => Ok(()),
+        Ok(other) => Err(("waiting for the supervisor", format!("unexpected message {other:?}")).into()),
+        Err(e) => Err(("waiting for the supervisor", e).into()),
+    }
+}
+
+fn become_root_in_userns(cfg: &InitConfig) -> nix::Result<()> {
+    if cfg.in_userns {
+        let root = nix::unistd::Uid::from_raw(0);
+        let gid = nix::unistd::Gid::from_raw(0);
+        nix::unistd::setresgid(gid, gid, gid)?;
+        nix::unistd::setresuid(root, root, root)?;
+    }
+    Ok(())
+}
+
+fn userns_allows_setgroups() -> bool {
+    std::fs::read_to_string("/proc/self/setgroups")
+        .map(|s| s.trim() == "allow")
+        .unwrap_or(false)
+}
+
+/// The root filesystem, in the order runc uses: private propagation, the
+/// root bind mount, the spec's mounts, devices, pivot_root, then the paths
+/// that must be hidden or read-only (these need the new /proc and /sys).
+fn filesystem(cfg: &InitConfig) -> Result<(), InitFailure> {
+    let spec = cfg.spec;
+    let linux = spec.linux().as_ref();
+    let propagation = linux.and_then(|l| l.rootfs_propagation().clone());
+    rootfs::make_private(propagation.as_deref()).map_err(|e| ("rootfs", e))?;
+    rootfs::bind_root(&cfg.rootfs, &cfg.root_mount).map_err(|e| ("rootfs", e))?;
+    let ctx = MountContext {
+        root: &cfg.root_mount,
+        in_userns: cfg.in_userns,
+        own_netns: cfg.plan.has(LinuxNamespaceType::Network),
+        own_cgroupns: cfg.plan.new_cgroupns,
+    };
+    let mounts = spec.mounts().clone().unwrap_or_default();
+    rootfs::mount_all(&mounts, &ctx).map_err(|e| ("mounts", e))?;
+    let dev_is_tmpfs = mounts
+        .iter()
+        .any(|m| m.destination() == Path::new("/dev") && m.typ().as_deref() == Some("tmpfs"));
+    if dev_is_tmpfs {
+        let devices = linux.and_then(|l| l.devices().clone()).unwrap_or_default();
+        rootfs::create_devices(&cfg.root_mount, &devices, cfg.in_userns).map_err(|e| ("devices", e))?;
+    }
+    // The working directory may not exist in the image; create it while
+    // the root is still writable (runc does the same).
+    if cfg.rootfs != Path::new("/") {
+        if let Some(p) = spec.process().as_ref() {
+            let cwd = rootfs::secure_join(&cfg.root_mount, p.cwd()).map_err(|e| ("cwd", e))?;
+            if !cwd.exists() {
+                std::fs::create_dir_all(&cwd).map_err(|e| ("creating the working directory", e))?;
+            }
+        }
+    }
+    rootfs::pivot(&cfg.root_mount).map_err(|e| ("rootfs", e))?;
+    if let Some(l) = linux {
+        rootfs::mask_paths(&l.masked_paths().clone().unwrap_or_default()).map_err(|e| ("masked paths", e))?;
+        rootfs::readonly_paths(&l.readonly_paths().clone().unwrap_or_default(), cfg.in_userns)
+            .map_err(|e| ("read-only paths", e))?;
+    }
+    // Host-root mode made the whole tree read-only when binding it.
+    let readonly = spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false);
+    if readonly && cfg.rootfs != Path::new("/") {
+        rootfs::readonly_root(cfg.in_userns).map_err(|e| ("read-only root", e))?;
+    }
+    Ok(())
+}
+
+fn change_dir(cwd: &Path) -> Result<(), InitFailure> {
+    nix::unistd::chdir(cwd).map_err(|e| InitFailure {
+        message: format!("working directory {}: {e}", cwd.display()),
+        exit_code: 1,
+    })
+}
+
+/// Looks the command up in the container's PATH, like execvp would, so a
+/// missing command is reported before "start" with the shell's code 127.
+fn find_executable(cmd: &str, env: &[String]) -> Result<PathBuf, InitFailure> {
+    let not_found = || InitFailure {
+        message: format!("executable not found in container: {cmd}"),
+        exit_code: 127,
+    };
+    if cmd.is_empty() {
+        return Err(not_found());
+    }
+    let check = |p: &Path| -> Option<Result<PathBuf, InitFailure>> {
+        let md = std::fs::metadata(p).ok()?;
+        if !md.is_file() {
+            return None;
+        }
+        if nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_err() {
+            return Some(Err(InitFailure {
+                message: format!("{} is not executable: permission denied", p.display()),
+                exit_code: 126,
+            }));
+        }
+        Some(Ok(p.to_path_buf()))
+    };
+    if cmd.contains('/') {
+        return check(Path::new(cmd)).unwrap_or_else(|| Err(not_found()));
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        if let Some(r) = check(&Path::new(dir).join(cmd)) {
+            return r;
+        }
+    }
+    Err(not_found())
+}
+
+/// The process's capability sets and user from the spec.
+pub fn credentials(spec: &Spec) -> Result<(CapabilitySets, UserSpec), InitFailure> {
+    let process = spec.process().as_ref().ok_or(("config.json", "no process section"))?;
+    let caps = process.capabilities().as_ref();
+    let conv = |set: Option<&oci_spec::runtime::Capabilities>| -> Result<caps::CapsHashSet, InitFailure> {
+        let names: Vec<String> = set
+            .map(|s| {
+                s.iter()
+                    .filter_map(|c| serde_json::to_value(c).ok())
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        capabilities::parse_set(&names).map_err(|e| ("capabilities", e).into())
+    };
+    let sets = CapabilitySets {
+        bounding: conv(caps.and_then(|c| c.bounding().as_ref()))?,
+        effective: conv(caps.and_then(|c| c.effective().as_ref()))?,
+        permitted: conv(caps.and_then(|c| c.permitted().as_ref()))?,
+        inheritable: conv(caps.and_then(|c| c.inheritable().as_ref()))?,
+        ambient: conv(caps.and_then(|c| c.ambient().as_ref()))?,
+    };
+    let u = process.user();
+    let user = UserSpec {
+        uid: u.uid(),
+        gid: u.gid(),
+        additional_gids: u.additional_gids().clone().unwrap_or_default(),
+    };
+    Ok((sets, user))
+}
+
+/// Blocks until `start` opens the exec fifo for reading (runc's design:
+/// the fifo lets any process start the container without talking to the
+/// supervisor). The fifo is reopened through our O_PATH descriptor because
+/// its path is outside the new root.
+fn wait_for_start(cfg: &InitConfig) -> Result<(), InitFailure> {
+    let path = format!("/proc/self/fd/{}", cfg.fifo.as_raw_fd());
+    let fd = nix::fcntl::open(
+        path.as_str(),
+        nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| ("opening the exec fifo", e))?;
+    nix::unistd::write(&fd, b"0").map_err(|e| ("writing the exec fifo", e))?;
+    Ok(())
+}
+
+/// The supervisor blocks signals and ignores SIGPIPE; the command must start
+/// with the defaults.
+fn prepare_exec_signals() {
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    // SAFETY: restoring the default disposition installs no handler.
+    unsafe {
+        let _ = nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl);
+    }
+}
+
+fn exec(program: &Path, args: &[String], env: &[String]) -> InitFailure {
+    let to_c = |s: &[u8]| CString::new(s).unwrap_or_default();
+    let prog = to_c(program.as_os_str().as_bytes());
+    let argv: Vec<CString> = args.iter().map(|a| to_c(a.as_bytes())).collect();
+    let envp: Vec<CString> = env.iter().map(|e| to_c(e.as_bytes())).collect();
+    let errno = match nix::unistd::execve(&prog, &argv, &envp) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    };
+    InitFailure {
+        message: format!("executing {}: {errno}", program.display()),
+        exit_code: if errno == nix::errno::Errno::ENOENT { 127 } else { 126 },
+    }
+}

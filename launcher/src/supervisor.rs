@@ -1,0 +1,562 @@
+//! The per-container supervisor: a small single-threaded process, detached
+//! from whoever launched it (own session), that creates the container's
+//! init, keeps its output in log files, reaps it, and records how it ended.
+//!
+//! It is started by exec'ing the berth binary with [`SUPERVISOR_ARG`], so
+//! it carries none of the caller's state and only touches the pages it
+//! needs. No async runtime: one poll(2) loop over a signalfd and the
+//! container's output pipes.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use isolator::cgroups::{Cgroup, Layout};
+use isolator::namespaces::NamespacePlan;
+use isolator::seccomp::CompiledSeccomp;
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::init::{self, InitConfig, SyncMsg};
+use crate::state::{ContainerDir, ExitInfo, ProcessRef, StateRoot, Status, Warning};
+
+/// argv[1] that turns the berth binary into a supervisor.
+pub const SUPERVISOR_ARG: &str = "__supervise";
+
+/// Size at which a log file is rotated to `<name>.1` (one old file kept).
+pub const LOG_CAP_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Messages from the supervisor to the process that launched it, one JSON
+/// document per line on the status pipe.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Report {
+    Created { pid: i32 },
+    Failed { message: String, exit_code: i32 },
+    Exited(ExitInfo),
+}
+
+/// Arguments of a supervisor, as passed on its command line.
+#[derive(Debug, Clone)]
+pub struct SupervisorArgs {
+    pub root: PathBuf,
+    pub id: String,
+    pub status_fd: Option<i32>,
+    pub stdout_fd: Option<i32>,
+    pub stderr_fd: Option<i32>,
+}
+
+impl SupervisorArgs {
+    pub fn to_args(&self) -> Vec<String> {
+        let mut v = vec![
+            SUPERVISOR_ARG.to_string(),
+            self.root.display().to_string(),
+            self.id.clone(),
+        ];
+        for fd in [self.status_fd, self.stdout_fd, self.stderr_fd] {
+            v.push(fd.map(|f| f.to_string()).unwrap_or_else(|| "-".into()));
+        }
+        v
+    }
+
+    /// Parses what `to_args` produced (after SUPERVISOR_ARG).
+    pub fn parse(args: &[String]) -> Option<Self> {
+        let fd = |s: &String| if s == "-" { None } else { s.parse().ok() };
+        match args {
+            [root, id, status, out, err] => Some(SupervisorArgs {
+                root: PathBuf::from(root),
+                id: id.clone(),
+                status_fd: fd(status),
+                stdout_fd: fd(out),
+                stderr_fd: fd(err),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Entry point of the supervisor process. Returns the process exit code.
+pub fn main(args: SupervisorArgs) -> i32 {
+    // SAFETY: the fds were passed to us by our parent on purpose and are
+    // owned by nothing else in this fresh process.
+    let take = |fd: Option<i32>| fd.map(|f| unsafe { OwnedFd::from_raw_fd(f) });
+    let mut status = take(args.status_fd).map(File::from);
+    let forward = [take(args.stdout_fd).map(File::from), take(args.stderr_fd).map(File::from)];
+    let root = StateRoot { root: args.root.clone() };
+    let dir = root.container(&args.id);
+    match Supervisor::prepare(&root, dir, forward) {
+        Ok(mut sup) => match sup.create() {
+            Ok(pid) => {
+                report(&mut status, &Report::Created { pid });
+                let exit = sup.supervise();
+                sup.finish(&exit);
+                report(&mut status, &Report::Exited(exit));
+                0
+            }
+            Err(e) => {
+                sup.cleanup_failed();
+                let code = match &e {
+                    Error::ExecutableNotFound(_) => 127,
+                    _ => 1,
+                };
+                report(&mut status, &Report::Failed { message: e.to_string(), exit_code: sup.failure_code.unwrap_or(code) });
+                1
+            }
+        },
+        Err(e) => {
+            report(&mut status, &Report::Failed { message: e.to_string(), exit_code: 1 });
+            1
+        }
+    }
+}
+
+fn report(status: &mut Option<File>, r: &Report) {
+    if let Some(f) = status {
+        let mut line = serde_json::to_vec(r).unwrap_or_default();
+        line.push(b'\n');
+        // The launcher may be gone (killed, or -d): that is fine.
+        if f.write_all(&line).is_err() {
+            *status = None;
+        }
+    }
+}
+
+struct Output {
+    pipe: Option<OwnedFd>,
+    log: File,
+    log_path: PathBuf,
+    written: u64,
+    forward: Option<File>,
+}
+
+impl Output {
+    fn open(path: PathBuf, pipe: OwnedFd, forward: Option<File>) -> Result<Self> {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::io("opening log", &path, e))?;
+        let written = log.metadata().map(|m| m.len()).unwrap_or(0);
+        Ok(Output {
+            pipe: Some(pipe),
+            log,
+            log_path: path,
+            written,
+            forward,
+        })
+    }
+
+    /// Moves what is readable from the pipe to the log (and the launcher).
+    /// Returns false at EOF.
+    fn pump(&mut self) -> bool {
+        let Some(pipe) = &self.pipe else { return false };
+        let mut buf = [0u8; 32 * 1024];
+        match nix::unistd::read(pipe, &mut buf) {
+            Ok(0) => {
+                self.pipe = None;
+                false
+            }
+            Ok(n) => {
+                self.write(&buf[..n]);
+                true
+            }
+            Err(Errno::EINTR) | Err(Errno::EAGAIN) => true,
+            Err(_) => {
+                self.pipe = None;
+                false
+            }
+        }
+    }
+
+    fn write(&mut self, data: &[u8]) {
+        if self.written + data.len() as u64 > LOG_CAP_BYTES {
+            let old = self.log_path.with_extension("log.1");
+            let _ = std::fs::rename(&self.log_path, old);
+            if let Ok(f) = OpenOptions::new().create(true).append(true).open(&self.log_path) {
+                self.log = f;
+                self.written = 0;
+            }
+        }
+        if self.log.write_all(data).is_ok() {
+            self.written += data.len() as u64;
+        }
+        if let Some(f) = &mut self.forward {
+            if f.write_all(data).is_err() {
+                self.forward = None;
+            }
+        }
+    }
+}
+
+struct Supervisor {
+    root: StateRoot,
+    dir: ContainerDir,
+    spec: Spec,
+    plan: NamespacePlan,
+    seccomp: Option<CompiledSeccomp>,
+    cgroup: Option<Cgroup>,
+    init: Option<Pid>,
+    signals: SignalFd,
+    outputs: Vec<Output>,
+    forward: [Option<File>; 2],
+    failure_code: Option<i32>,
+}
+
+impl Supervisor {
+    fn prepare(root: &StateRoot, dir: ContainerDir, forward: [Option<File>; 2]) -> Result<Self> {
+        // Become a subreaper so that anything the container leaves behind
+        // outside its pid namespace is ours to reap.
+        let _ = nix::sys::prctl::set_child_subreaper(true);
+        // SAFETY: ignoring SIGPIPE installs no handler; a closed launcher
+        // pipe then shows up as EPIPE instead of killing the supervisor.
+        unsafe {
+            let _ = nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn);
+        }
+        let mut mask = SigSet::empty();
+        for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+            mask.add(s);
+        }
+        mask.thread_block().map_err(|e| Error::sys("blocking signals", e))?;
+        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+            .map_err(|e| Error::sys("creating signalfd", e))?;
+
+        let spec = Spec::load(dir.config()).map_err(|e| Error::Spec(format!("loading {}: {e}", dir.config().display())))?;
+        let linux = spec.linux().clone().unwrap_or_default();
+        let plan = NamespacePlan::from_spec(&linux.namespaces().clone().unwrap_or_default())
+            .map_err(|e| Error::Spec(e.to_string()))?;
+        let seccomp = match linux.seccomp() {
+            Some(profile) => Some(isolator::seccomp::compile(profile)?),
+            None => None,
+        };
+        Ok(Supervisor {
+            root: root.clone(),
+            dir,
+            spec,
+            plan,
+            seccomp,
+            cgroup: None,
+            init: None,
+            signals,
+            outputs: Vec::new(),
+            forward,
+            failure_code: None,
+        })
+    }
+
+    /// Clones the container's init, places it in its cgroup, and waits until
+    /// it is set up and blocked on the exec fifo. Returns its pid.
+    fn create(&mut self) -> Result<i32> {
+        let mut st = self.dir.read_state()?;
+        let rootfs = self.rootfs_path()?;
+        let root_mount = if rootfs == Path::new("/") {
+            let m = self.dir.root_mount();
+            std::fs::create_dir_all(&m).map_err(|e| Error::io("creating", &m, e))?;
+            m
+        } else {
+            rootfs.clone()
+        };
+
+        // stdio: stdin is /dev/null; stdout/stderr are pipes to us.
+        let stdin: OwnedFd = File::open("/dev/null").map_err(|e| Error::io("opening", Path::new("/dev/null"), e))?.into();
+        let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("creating pipe", e))?;
+        let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("creating pipe", e))?;
+        let (sync_parent, sync_child) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| Error::sys("creating sync socket", e))?;
+        let fifo_path = self.dir.exec_fifo();
+        let _ = std::fs::remove_file(&fifo_path);
+        nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o622))
+            .map_err(|e| Error::sys(format!("creating {}", fifo_path.display()), e))?;
+        // mkfifo honours the umask; the mode must allow any container uid
+        // to open it for writing.
+        let _ = std::fs::set_permissions(&fifo_path, std::os::unix::fs::PermissionsExt::from_mode(0o622));
+        let fifo = nix::fcntl::open(&fifo_path, OFlag::O_PATH | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+            .map_err(|e| Error::sys(format!("opening {}", fifo_path.display()), e))?;
+
+        let in_userns = self.plan.has(LinuxNamespaceType::User);
+        let cfg = InitConfig {
+            spec: &self.spec,
+            plan: &self.plan,
+            rootfs,
+            root_mount,
+            seccomp: self.seccomp.as_ref(),
+            sync: &sync_child,
+            fifo: &fifo,
+            stdin: &stdin,
+            stdout: &out_w,
+            stderr: &err_w,
+            in_userns,
+        };
+        // The child's stack; the pages are only touched as it grows.
+        let mut stack = vec![0u8; 1 << 20];
+        let flags = self.plan.clone_flags;
+        // SAFETY: the supervisor is single-threaded, so the child (a copy of
+        // this process, without CLONE_VM) may run arbitrary code; the stack
+        // outlives the call in the parent and is the child's own copy.
+        let pid = unsafe {
+            nix::sched::clone(
+                Box::new(|| init::run(&cfg)),
+                &mut stack,
+                flags,
+                Some(Signal::SIGCHLD as i32),
+            )
+        }
+        .map_err(|e| Error::sys(format!("clone with {flags:?}"), e))?;
+        drop(cfg);
+        drop((sync_child, out_w, err_w, stdin, fifo));
+        self.init = Some(pid);
+        self.outputs = vec![
+            Output::open(self.dir.stdout_log(), out_r, self.forward[0].take())?,
+            Output::open(self.dir.stderr_log(), err_r, self.forward[1].take())?,
+        ];
+
+        // Parent side of the set-up: id maps, cgroup, then let init go on.
+        if in_userns {
+            let linux = self.spec.linux().clone().unwrap_or_default();
+            isolator::idmap::write_maps(
+                Path::new("/proc"),
+                pid.as_raw(),
+                &linux.uid_mappings().clone().unwrap_or_default(),
+                &linux.gid_mappings().clone().unwrap_or_default(),
+                nix::unistd::geteuid().is_root(),
+            )
+            .map_err(|e| Error::Init(e.to_string()))?;
+        }
+        st.warnings.extend(self.setup_cgroup(pid.as_raw(), st.rootless)?);
+        st.cgroup = self.cgroup.clone();
+        init::send(sync_parent.as_fd(), &SyncMsg::Continue).map_err(|e| Error::sys("sync with init", e))?;
+        match init::recv(sync_parent.as_fd()) {
+            Ok(Some(SyncMsg::Ready)) => {}
+            Ok(Some(SyncMsg::Error { message, exit_code })) => {
+                self.failure_code = Some(exit_code);
+                self.reap_failed_init();
+                return Err(if exit_code == 127 {
+                    Error::ExecutableNotFound(message.trim_start_matches("executable not found in container: ").to_string())
+                } else {
+                    Error::Init(message)
+                });
+            }
+            other => {
+                self.reap_failed_init();
+                return Err(Error::Init(format!("init exited during set-up ({other:?})")));
+            }
+        }
+        // Keep the socket: init reports an exec failure on it after start.
+        std::mem::forget(sync_parent);
+
+        st.status = Status::Created;
+        st.init = ProcessRef::of(pid.as_raw());
+        st.supervisor = ProcessRef::of(std::process::id() as i32);
+        self.dir.write_state(&st)?;
+        Ok(pid.as_raw())
+    }
+
+    fn rootfs_path(&self) -> Result<PathBuf> {
+        let root = self.spec.root().as_ref().ok_or_else(|| Error::Spec("config.json has no root".into()))?;
+        let p = root.path();
+        Ok(if p.is_absolute() {
+            p.clone()
+        } else {
+            self.dir.bundle().join(p)
+        })
+    }
+
+    /// Creates the container's cgroup, applies the limits and moves init in.
+    /// Rootless without a delegated cgroup, the limits that cannot be applied
+    /// are returned as warnings instead of failing the launch.
+    fn setup_cgroup(&mut self, pid: i32, rootless: bool) -> Result<Vec<Warning>> {
+        let linux = self.spec.linux().clone().unwrap_or_default();
+        let path = linux
+            .cgroups_path()
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| format!("berth/{}", self.dir.dir.file_name().and_then(|s| s.to_str()).unwrap_or("x")));
+        let resources = linux.resources().clone().unwrap_or_default();
+        let attempt = || -> std::result::Result<(Cgroup, Vec<Warning>), isolator::cgroups::CgroupError> {
+            let layout = Layout::detect()?;
+            let mut cg = Cgroup::resolve(&layout, &path)?;
+            cg.create()?;
+            let result = (|| {
+                let unapplied = cg.apply(&resources)?;
+                cg.add_pid(pid)?;
+                Ok(unapplied)
+            })();
+            match result {
+                Ok(unapplied) => Ok((
+                    cg,
+                    unapplied
+                        .into_iter()
+                        .map(|u| Warning { what: u.limit, reason: u.reason })
+                        .collect(),
+                )),
+                Err(e) => {
+                    let _ = cg.destroy();
+                    Err(e)
+                }
+            }
+        };
+        match attempt() {
+            Ok((cg, warnings)) => {
+                self.cgroup = Some(cg);
+                Ok(warnings)
+            }
+            Err(e) if rootless => Ok(requested_limits(&resources)
+                .into_iter()
+                .map(|what| Warning {
+                    what,
+                    reason: format!("not applied: no delegated cgroup for this user ({e})"),
+                })
+                .collect()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn reap_failed_init(&mut self) {
+        if let Some(pid) = self.init {
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+        }
+    }
+
+    /// Undo a failed create: the cgroup (the mounts died with the mount
+    /// namespace). The launcher removes the state directory.
+    fn cleanup_failed(&mut self) {
+        self.reap_failed_init();
+        if let Some(cg) = &self.cgroup {
+            let _ = cg.kill_all();
+            let _ = cg.destroy();
+        }
+        let _ = std::fs::remove_file(self.dir.exec_fifo());
+    }
+
+    /// The poll loop: moves output to the logs and reaps children until the
+    /// container's init has exited and its output is drained.
+    fn supervise(&mut self) -> ExitInfo {
+        let init = self.init.unwrap_or(Pid::from_raw(-1));
+        let mut exit: Option<WaitStatus> = None;
+        let mut drain_deadline: Option<std::time::Instant> = None;
+        loop {
+            let open: Vec<usize> = (0..self.outputs.len()).filter(|i| self.outputs[*i].pipe.is_some()).collect();
+            if exit.is_some() && (open.is_empty() || drain_deadline.is_some_and(|d| std::time::Instant::now() > d)) {
+                break;
+            }
+            let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
+            for i in &open {
+                if let Some(p) = &self.outputs[*i].pipe {
+                    fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
+                }
+            }
+            let timeout = if exit.is_some() { PollTimeout::from(100u16) } else { PollTimeout::NONE };
+            match poll(&mut fds, timeout) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(_) => break,
+            }
+            let ready: Vec<bool> = fds
+                .iter()
+                .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                .collect();
+            drop(fds);
+            for (k, i) in open.iter().enumerate() {
+                if ready[k + 1] {
+                    self.outputs[*i].pump();
+                }
+            }
+            if ready[0] {
+                while let Ok(Some(info)) = self.signals.read_signal() {
+                    let sig = info.ssi_signo as i32;
+                    if sig == Signal::SIGCHLD as i32 {
+                        continue;
+                    }
+                    // Someone asked the supervisor to stop: pass it on.
+                    if let Ok(s) = Signal::try_from(sig) {
+                        let _ = kill(init, s);
+                    }
+                }
+                loop {
+                    match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                        Ok(WaitStatus::StillAlive) | Err(_) => break,
+                        Ok(ws) => {
+                            if ws.pid() == Some(init) {
+                                exit = Some(ws);
+                                // Everything in the pid namespace dies with
+                                // init, so the pipes close soon; a process
+                                // outside it may keep them open, so the
+                                // drain is bounded.
+                                drain_deadline = Some(std::time::Instant::now() + std::time::Duration::from_secs(1));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.exit_info(exit)
+    }
+
+    fn exit_info(&self, ws: Option<WaitStatus>) -> ExitInfo {
+        let (exit_code, signal) = match ws {
+            Some(WaitStatus::Exited(_, code)) => (code, None),
+            Some(WaitStatus::Signaled(_, sig, _)) => (128 + sig as i32, Some(sig as i32)),
+            _ => (255, None),
+        };
+        let oom_killed = signal == Some(Signal::SIGKILL as i32)
+            && self.cgroup.as_ref().is_some_and(|c| c.oom_kill_count() > 0);
+        ExitInfo {
+            exit_code,
+            signal,
+            oom_killed,
+            finished_at: crate::state::now_nanos(),
+            note: None,
+        }
+    }
+
+    /// Records the exit durably, then cleans up if the container was
+    /// launched with --rm.
+    fn finish(&mut self, exit: &ExitInfo) {
+        for o in &mut self.outputs {
+            let _ = o.log.flush();
+        }
+        let _ = self.dir.write_exit(exit);
+        if let Ok(mut st) = self.dir.read_state() {
+            st.status = Status::Stopped;
+            let _ = std::fs::remove_file(self.dir.exec_fifo());
+            if st.auto_remove {
+                if let Some(cg) = &st.cgroup {
+                    let _ = cg.kill_all();
+                    let _ = cg.destroy();
+                }
+                let _ = self.root.remove(&st.id, st.name.as_deref());
+            } else {
+                let _ = self.dir.write_state(&st);
+            }
+        }
+    }
+}
+
+/// Human names of the limits in `resources`, for warnings.
+fn requested_limits(res: &oci_spec::runtime::LinuxResources) -> Vec<String> {
+    let mut v = Vec::new();
+    if let Some(m) = res.memory().as_ref().and_then(|m| m.limit()) {
+        v.push(format!("memory limit {} MiB", m / (1024 * 1024)));
+    }
+    if let Some(c) = res.cpu().as_ref().and_then(|c| c.quota()) {
+        v.push(format!("cpu quota {c}us"));
+    }
+    if let Some(p) = res.pids().as_ref().map(|p| p.limit()) {
+        v.push(format!("pids limit {p}"));
+    }
+    v
+}
