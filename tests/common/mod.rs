@@ -1,0 +1,188 @@
+//! Shared helpers for Berth's integration tests: a busybox root filesystem,
+//! a private state root per test, a guard that removes containers even when
+//! a test fails, and the skip rule for tests that need root.
+//!
+//! These tests drive the real `berth` binary (CARGO_BIN_EXE_berth) and check
+//! kernel state from inside and outside real containers.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// Skips the calling test (with a printed reason) unless we are root.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root (CI runs the integration tests as root)");
+            return;
+        }
+    };
+}
+
+pub fn berth_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_berth"))
+}
+
+/// A busybox-static root filesystem, built once per test binary under
+/// target/tmp. Panics with an install hint when busybox-static is missing.
+pub fn busybox_rootfs() -> PathBuf {
+    static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
+    ROOTFS
+        .get_or_init(|| {
+            let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+                .into_iter()
+                .map(PathBuf::from)
+                .find(|p| p.exists())
+                .expect("busybox not found: apt-get install busybox-static");
+            let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+                .join(format!("rootfs-busybox-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&root);
+            for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "root", "mnt"] {
+                std::fs::create_dir_all(root.join(d)).unwrap();
+            }
+            std::fs::copy(&busybox, root.join("bin/busybox")).unwrap();
+            let out = Command::new(root.join("bin/busybox")).arg("--list").output().unwrap();
+            for applet in String::from_utf8_lossy(&out.stdout).lines() {
+                if applet != "busybox" {
+                    let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
+                }
+            }
+            std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n").unwrap();
+            std::fs::write(root.join("etc/group"), "root:x:0:\nnobody:x:65534:\n").unwrap();
+            root
+        })
+        .clone()
+}
+
+/// A private state root (so tests run in parallel without seeing each
+/// other's containers) with helpers to run berth against it. Every
+/// container it knows of is force-removed on drop.
+pub struct Berth {
+    pub root: tempfile::TempDir,
+}
+
+impl Berth {
+    pub fn new() -> Self {
+        let root = tempfile::Builder::new()
+            .prefix("berth-test-")
+            .tempdir()
+            .unwrap();
+        Berth { root }
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(berth_bin());
+        c.arg("--root").arg(self.root.path());
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Runs berth with `args`; returns the output (whatever the exit code).
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("running berth")
+    }
+
+    /// Runs berth and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "berth {args:?} failed with {:?}\nstdout: {}\nstderr: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `berth launch --rootfs <busybox> <extra> -- <cmd>` in the foreground.
+    pub fn launch_busybox(&self, extra: &[&str], cmd: &[&str]) -> Output {
+        let rootfs = busybox_rootfs();
+        let mut args: Vec<&str> = vec!["launch", "--rootfs", rootfs.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.push("--");
+        args.extend_from_slice(cmd);
+        self.run(&args)
+    }
+
+    /// Detached launch; returns the id.
+    pub fn detach_busybox(&self, extra: &[&str], cmd: &[&str]) -> String {
+        let mut e: Vec<&str> = vec!["-d"];
+        e.extend_from_slice(extra);
+        let out = self.launch_busybox(&e, cmd);
+        assert!(
+            out.status.success(),
+            "launch failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn inspect(&self, id: &str) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["inspect", "--json", id])).expect("inspect --json is JSON")
+    }
+
+    pub fn state_dir(&self, id: &str) -> PathBuf {
+        self.root.path().join(id)
+    }
+
+    /// Ids of every container under this root.
+    pub fn ids(&self) -> Vec<String> {
+        std::fs::read_dir(self.root.path())
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n != "names")
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Berth {
+    fn drop(&mut self) {
+        for id in self.ids() {
+            let _ = self.run(&["rm", "-f", &id]);
+        }
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The directory of our own cgroup in a v1 hierarchy (hybrid hosts).
+pub fn own_v1_cgroup_dir(controller: &str) -> Option<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = text.lines().find_map(|l| {
+        let mut f = l.splitn(3, ':');
+        let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+        ctrls.split(',').any(|c| c == controller).then(|| path.to_string())
+    })?;
+    let base = Path::new("/sys/fs/cgroup").join(controller);
+    base.exists().then(|| base.join(path.trim_start_matches('/')))
+}
+
+/// True when /sys/fs/cgroup is a pure cgroup v2 mount.
+pub fn is_cgroup_v2() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// Waits up to `secs` for `f` to be true.
+pub fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    f()
+}
