@@ -9,7 +9,10 @@ use common::{stderr, stdout, Berth};
 fn foreground_streams_output_and_returns_exit_code() {
     require_root!();
     let b = Berth::new();
-    let out = b.launch_busybox(&[], &["sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 3"]);
+    let out = b.launch_busybox(
+        &[],
+        &["sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 3"],
+    );
     assert_eq!(out.status.code(), Some(3), "stderr: {}", stderr(&out));
     assert_eq!(stdout(&out), "to-stdout\n");
     assert!(stderr(&out).contains("to-stderr"));
@@ -57,8 +60,13 @@ fn detach_prints_id_and_container_keeps_running() {
     assert_eq!(id.len(), 32);
     assert!(id.bytes().all(|c| c.is_ascii_hexdigit()));
     let ps = b.ok(&["ps"]);
-    assert!(ps.contains(&id[..12]) && ps.contains("bg") && ps.contains("running"), "{ps}");
-    assert!(common::wait_until(5, || b.ok(&["logs", "bg"]).contains("ready")));
+    assert!(
+        ps.contains(&id[..12]) && ps.contains("bg") && ps.contains("running"),
+        "{ps}"
+    );
+    assert!(common::wait_until(5, || b
+        .ok(&["logs", "bg"])
+        .contains("ready")));
     // Lookup by name, id and unique prefix.
     for key in ["bg", &id[..], &id[..6]] {
         assert_eq!(b.inspect(key)["id"], id.as_str());
@@ -91,7 +99,12 @@ fn auto_remove_leaves_nothing_behind() {
     if let Some(mem) = common::own_v1_cgroup_dir("memory") {
         let parent = mem.join("berth");
         let left: Vec<_> = std::fs::read_dir(&parent)
-            .map(|rd| rd.flatten().filter(|e| e.path().is_dir()).map(|e| e.file_name()).collect())
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| e.file_name())
+                    .collect()
+            })
             .unwrap_or_default();
         // Other tests may be running containers at the same time, so only
         // check that no cgroup of a container of *this* root is left.
@@ -135,7 +148,12 @@ fn bad_input_is_a_usage_error_naming_the_field() {
         let out = b.launch_busybox(flags, &["true"]);
         assert_eq!(out.status.code(), Some(2), "{flags:?}: {}", stderr(&out));
         assert!(stderr(&out).contains(field), "{flags:?}: {}", stderr(&out));
-        assert_eq!(stderr(&out).trim().lines().count(), 1, "{flags:?}: one line: {}", stderr(&out));
+        assert_eq!(
+            stderr(&out).trim().lines().count(),
+            1,
+            "{flags:?}: one line: {}",
+            stderr(&out)
+        );
     }
     let out = b.run(&["launch", "--rootfs", "/no/such/rootfs", "--", "true"]);
     assert_eq!(out.status.code(), Some(2));
@@ -149,10 +167,20 @@ fn bad_input_is_a_usage_error_naming_the_field() {
 #[test]
 fn unknown_container_is_an_error() {
     let b = Berth::new();
-    for verb in [&["inspect", "nope"][..], &["logs", "nope"], &["kill", "nope"], &["wait", "nope"], &["rm", "nope"]] {
+    for verb in [
+        &["inspect", "nope"][..],
+        &["logs", "nope"],
+        &["kill", "nope"],
+        &["wait", "nope"],
+        &["rm", "nope"],
+    ] {
         let out = b.run(verb);
         assert_eq!(out.status.code(), Some(1), "{verb:?}");
-        assert!(stderr(&out).contains("no such container: nope"), "{verb:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("no such container: nope"),
+            "{verb:?}: {}",
+            stderr(&out)
+        );
     }
 }
 
@@ -174,8 +202,18 @@ fn logs_keep_both_streams() {
 fn exec_runs_inside_the_container() {
     require_root!();
     let b = Berth::new();
-    let id = b.detach_busybox(&["--hostname", "inner", "--env", "FOO=bar"], &["sleep", "30"]);
-    let out = b.run(&["exec", &id, "--", "sh", "-c", "hostname; echo $FOO; cat /proc/1/cmdline | tr '\\0' ' '; exit 5"]);
+    let id = b.detach_busybox(
+        &["--hostname", "inner", "--env", "FOO=bar"],
+        &["sleep", "30"],
+    );
+    let out = b.run(&[
+        "exec",
+        &id,
+        "--",
+        "sh",
+        "-c",
+        "hostname; echo $FOO; cat /proc/1/cmdline | tr '\\0' ' '; exit 5",
+    ]);
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
@@ -184,7 +222,13 @@ fn exec_runs_inside_the_container() {
     assert!(lines[2].starts_with("sleep 30"), "{text}");
     // Same pid namespace as the container's init.
     let i = b.inspect(&id);
-    let pidns = i["namespaces"].as_array().unwrap().iter().find(|n| n["type"] == "pid").unwrap()["inode"].clone();
+    let pidns = i["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["type"] == "pid")
+        .unwrap()["inode"]
+        .clone();
     let out = b.run(&["exec", &id, "--", "readlink", "/proc/self/ns/pid"]);
     assert_eq!(stdout(&out).trim(), format!("pid:[{}]", pidns));
     let out = b.run(&["exec", &id, "--", "no-such-thing"]);
@@ -200,13 +244,20 @@ fn ps_json_and_all() {
     let done = b.detach_busybox(&["--name", "d"], &["true"]);
     b.ok(&["wait", &done]);
     let rows: serde_json::Value = serde_json::from_str(&b.ok(&["ps", "--json"])).unwrap();
-    let ids: Vec<&str> = rows.as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, vec![running.as_str()]);
     let rows: serde_json::Value = serde_json::from_str(&b.ok(&["ps", "-a", "--json"])).unwrap();
     assert_eq!(rows.as_array().unwrap().len(), 2);
     let table = b.ok(&["ps", "-a"]);
     let header = table.lines().next().unwrap();
-    for col in ["ID", "NAME", "PID", "STATUS", "CREATED", "COMMAND", "CPU", "MEM"] {
+    for col in [
+        "ID", "NAME", "PID", "STATUS", "CREATED", "COMMAND", "CPU", "MEM",
+    ] {
         assert!(header.contains(col), "{header}");
     }
     assert!(table.contains("exited (0)"), "{table}");

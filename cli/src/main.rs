@@ -29,7 +29,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Create and start a container running CMD
-    Launch(commands::launch::Args),
+    Launch(Box<commands::launch::Args>),
     /// List containers
     Ps(commands::ps::Args),
     /// Show everything about a container
@@ -88,11 +88,13 @@ fn main() -> ExitCode {
         };
     }
     let cli = Cli::parse();
-    let root = cli.root.unwrap_or_else(launcher::state::StateRoot::default_path);
+    let root = cli
+        .root
+        .unwrap_or_else(launcher::state::StateRoot::default_path);
     let result = (|| -> CmdResult {
         let l = launcher::Launcher::open(root)?;
         match cli.command {
-            Command::Launch(a) => commands::launch::run(&l, a),
+            Command::Launch(a) => commands::launch::run(&l, *a),
             Command::Ps(a) => commands::ps::run(&l, a),
             Command::Inspect(a) => commands::inspect::run(&l, a),
             Command::Logs(a) => commands::logs::run(&l, a),

@@ -78,10 +78,11 @@ pub struct UserSpec {
 /// filesystem is set up and before the seccomp filter is loaded.
 pub fn apply(sets: &CapabilitySets, user: &UserSpec, set_groups: bool) -> Result<(), CapsError> {
     // 1. Bounding set: needs CAP_SETPCAP, which we still have.
-    let current_bounding = caps::read(None, CapSet::Bounding).map_err(|source| CapsError::Caps {
-        step: "reading the bounding set",
-        source,
-    })?;
+    let current_bounding =
+        caps::read(None, CapSet::Bounding).map_err(|source| CapsError::Caps {
+            step: "reading the bounding set",
+            source,
+        })?;
     for cap in current_bounding.difference(&sets.bounding) {
         caps::drop(None, CapSet::Bounding, *cap).map_err(|source| CapsError::Caps {
             step: "dropping a capability from the bounding set",
@@ -97,7 +98,11 @@ pub fn apply(sets: &CapabilitySets, user: &UserSpec, set_groups: bool) -> Result
 
     // 3. Groups, then gid, then uid (after setuid we could not setgid).
     if set_groups {
-        let gids: Vec<Gid> = user.additional_gids.iter().map(|g| Gid::from_raw(*g)).collect();
+        let gids: Vec<Gid> = user
+            .additional_gids
+            .iter()
+            .map(|g| Gid::from_raw(*g))
+            .collect();
         setgroups(&gids).map_err(|errno| CapsError::Sys {
             step: format!("setting supplementary groups {:?}", user.additional_gids),
             errno,
@@ -110,7 +115,10 @@ pub fn apply(sets: &CapabilitySets, user: &UserSpec, set_groups: bool) -> Result
     })?;
     let uid = Uid::from_raw(user.uid);
     setresuid(uid, uid, uid).map_err(|errno| CapsError::Sys {
-        step: format!("setting uid {} (is it mapped in the user namespace?)", user.uid),
+        step: format!(
+            "setting uid {} (is it mapped in the user namespace?)",
+            user.uid
+        ),
         errno,
     })?;
     nix::sys::prctl::set_keepcaps(false).map_err(|errno| CapsError::Sys {
@@ -124,10 +132,22 @@ pub fn apply(sets: &CapabilitySets, user: &UserSpec, set_groups: bool) -> Result
     let set = |which: CapSet, value: &CapsHashSet, step: &'static str| {
         caps::set(None, which, value).map_err(|source| CapsError::Caps { step, source })
     };
-    let effective: CapsHashSet = sets.effective.intersection(&sets.permitted).copied().collect();
-    set(CapSet::Inheritable, &sets.inheritable, "setting the inheritable set")?;
+    let effective: CapsHashSet = sets
+        .effective
+        .intersection(&sets.permitted)
+        .copied()
+        .collect();
+    set(
+        CapSet::Inheritable,
+        &sets.inheritable,
+        "setting the inheritable set",
+    )?;
     set(CapSet::Effective, &effective, "setting the effective set")?;
-    set(CapSet::Permitted, &sets.permitted, "setting the permitted set")?;
+    set(
+        CapSet::Permitted,
+        &sets.permitted,
+        "setting the permitted set",
+    )?;
     caps::clear(None, CapSet::Ambient).map_err(|source| CapsError::Caps {
         step: "clearing the ambient set",
         source,
@@ -161,9 +181,15 @@ mod tests {
 
     #[test]
     fn names_with_and_without_prefix() {
-        assert_eq!(parse_capability("NET_ADMIN").unwrap(), Capability::CAP_NET_ADMIN);
+        assert_eq!(
+            parse_capability("NET_ADMIN").unwrap(),
+            Capability::CAP_NET_ADMIN
+        );
         assert_eq!(parse_capability("cap_kill").unwrap(), Capability::CAP_KILL);
-        assert_eq!(parse_capability("CAP_SYS_ADMIN").unwrap(), Capability::CAP_SYS_ADMIN);
+        assert_eq!(
+            parse_capability("CAP_SYS_ADMIN").unwrap(),
+            Capability::CAP_SYS_ADMIN
+        );
     }
 
     #[test]

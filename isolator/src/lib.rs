@@ -7,11 +7,11 @@
 //! `/sys/fs/cgroup` takes the root as a parameter so tests can point it at a
 //! temporary directory.
 
-pub mod cgroups;
-pub mod procinfo;
-pub mod seccomp;
 pub mod capabilities;
+pub mod cgroups;
 pub mod idmap;
 pub mod namespaces;
+pub mod procinfo;
 pub mod rlimits;
 pub mod rootfs;
+pub mod seccomp;

@@ -36,7 +36,10 @@ pub enum RootfsError {
         source: std::io::Error,
     },
     #[error("mount {destination}: {reason}")]
-    InvalidMount { destination: PathBuf, reason: String },
+    InvalidMount {
+        destination: PathBuf,
+        reason: String,
+    },
     #[error("rootfs {0} does not exist or is not a directory")]
     NoRootfs(PathBuf),
 }
@@ -269,8 +272,8 @@ pub fn parse_options(options: &[String]) -> MountOptions {
                 o.recursive = true;
                 continue;
             }
-            "private" | "rprivate" | "slave" | "rslave" | "shared" | "rshared"
-            | "unbindable" | "runbindable" => {
+            "private" | "rprivate" | "slave" | "rslave" | "shared" | "rshared" | "unbindable"
+            | "runbindable" => {
                 let (base, rec) = match opt.strip_prefix('r') {
                     Some(b) if b != "unbindable" || opt == "runbindable" => (b, true),
                     _ => (opt.as_str(), false),
@@ -333,10 +336,13 @@ fn mount_one(m: &Mount, ctx: &MountContext) -> Result<()> {
     let is_bind = options.bind || typ == "bind";
 
     if is_bind {
-        let source = m.source().clone().ok_or_else(|| RootfsError::InvalidMount {
-            destination: dest_rel.clone(),
-            reason: "bind mount without a source".into(),
-        })?;
+        let source = m
+            .source()
+            .clone()
+            .ok_or_else(|| RootfsError::InvalidMount {
+                destination: dest_rel.clone(),
+                reason: "bind mount without a source".into(),
+            })?;
         let src_md = io("stat of bind source", &source, fs::metadata(&source))?;
         create_mount_point(&dest, src_md.is_dir())?;
         let mut flags = MsFlags::MS_BIND;
@@ -355,46 +361,53 @@ fn mount_one(m: &Mount, ctx: &MountContext) -> Result<()> {
             remount_bind(&dest, extra, ctx.in_userns)?;
         }
     } else {
-        let (fstype, source, flags, data) = match typ.as_str() {
-            "sysfs" if !ctx.own_netns => {
-                // A fresh sysfs needs a network namespace of our own; bind
-                // the host's instead (read-only), as runc does.
-                create_mount_point(&dest, true)?;
-                sys(
-                    "bind-mounting /sys on",
-                    &dest,
-                    mount(
-                        Some("/sys"),
+        let (fstype, source, flags, data) =
+            match typ.as_str() {
+                "sysfs" if !ctx.own_netns => {
+                    // A fresh sysfs needs a network namespace of our own; bind
+                    // the host's instead (read-only), as runc does.
+                    create_mount_point(&dest, true)?;
+                    sys(
+                        "bind-mounting /sys on",
                         &dest,
-                        None::<&str>,
-                        MsFlags::MS_BIND | MsFlags::MS_REC,
-                        None::<&str>,
-                    ),
-                )?;
-                return remount_bind(&dest, options.flags | MsFlags::MS_RDONLY, ctx.in_userns);
-            }
-            // OCI's "cgroup" type means "the container's view of its
-            // cgroups": with a cgroup namespace, a cgroup2 mount shows the
-            // container's own cgroup as the root.
-            "cgroup" | "cgroup2" => ("cgroup2", "cgroup2".to_string(), options.flags, None),
-            "" => {
-                return Err(RootfsError::InvalidMount {
+                        mount(
+                            Some("/sys"),
+                            &dest,
+                            None::<&str>,
+                            MsFlags::MS_BIND | MsFlags::MS_REC,
+                            None::<&str>,
+                        ),
+                    )?;
+                    return remount_bind(&dest, options.flags | MsFlags::MS_RDONLY, ctx.in_userns);
+                }
+                // OCI's "cgroup" type means "the container's view of its
+                // cgroups": with a cgroup namespace, a cgroup2 mount shows the
+                // container's own cgroup as the root.
+                "cgroup" | "cgroup2" => ("cgroup2", "cgroup2".to_string(), options.flags, None),
+                "" => return Err(RootfsError::InvalidMount {
                     destination: dest_rel.clone(),
-                    reason: "mount without a type (use \"bind\" with the bind option for bind mounts)".into(),
-                })
-            }
-            t => (
-                t,
-                m.source()
-                    .as_ref()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| t.to_string()),
-                options.flags,
-                Some(options.data.join(",")).filter(|d| !d.is_empty()),
-            ),
-        };
+                    reason:
+                        "mount without a type (use \"bind\" with the bind option for bind mounts)"
+                            .into(),
+                }),
+                t => (
+                    t,
+                    m.source()
+                        .as_ref()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| t.to_string()),
+                    options.flags,
+                    Some(options.data.join(",")).filter(|d| !d.is_empty()),
+                ),
+            };
         create_mount_point(&dest, true)?;
-        let r = mount(Some(source.as_str()), &dest, Some(fstype), flags, data.as_deref());
+        let r = mount(
+            Some(source.as_str()),
+            &dest,
+            Some(fstype),
+            flags,
+            data.as_deref(),
+        );
         match (fstype, r) {
             (_, Ok(())) => {}
             // Without a cgroup namespace of its own (or where the kernel
@@ -468,7 +481,11 @@ fn create_mount_point(dest: &Path, dir: bool) -> Result<()> {
         io(
             "creating mount point",
             dest,
-            fs::OpenOptions::new().create(true).truncate(false).write(true).open(dest),
+            fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(dest),
         )?;
     }
     Ok(())
@@ -493,7 +510,16 @@ pub fn create_devices(root: &Path, extra: &[LinuxDevice], in_userns: bool) -> Re
     let dev = root.join("dev");
     for (path, major, minor) in default_devices() {
         let dest = secure_join(root, Path::new(path))?;
-        make_device(&dest, Path::new(path), SFlag::S_IFCHR, major, minor, 0o666, None, in_userns)?;
+        make_device(
+            &dest,
+            Path::new(path),
+            SFlag::S_IFCHR,
+            major,
+            minor,
+            0o666,
+            None,
+            in_userns,
+        )?;
     }
     for d in extra {
         let kind = match d.typ() {
@@ -570,7 +596,12 @@ fn make_device(
     sys(
         "creating device",
         dest,
-        mknod(dest, kind, Mode::from_bits_truncate(mode), makedev(major, minor)),
+        mknod(
+            dest,
+            kind,
+            Mode::from_bits_truncate(mode),
+            makedev(major, minor),
+        ),
     )?;
     // mknod is subject to the umask; the spec's mode is what must stick.
     io(
@@ -607,7 +638,11 @@ pub fn pivot(root: &Path) -> Result<()> {
             None::<&str>,
         ),
     )?;
-    sys("detaching old root", root, umount2(".", MntFlags::MNT_DETACH))?;
+    sys(
+        "detaching old root",
+        root,
+        umount2(".", MntFlags::MNT_DETACH),
+    )?;
     sys("changing directory to", Path::new("/"), chdir("/"))
 }
 

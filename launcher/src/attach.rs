@@ -22,10 +22,16 @@ use crate::supervisor::Report;
 /// exits; forwards termination signals to its init.
 pub fn run_foreground(created: &mut Created) -> Result<ExitInfo> {
     let mut mask = SigSet::empty();
-    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT] {
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
         mask.add(s);
     }
-    mask.thread_block().map_err(|e| Error::sys("blocking signals", e))?;
+    mask.thread_block()
+        .map_err(|e| Error::sys("blocking signals", e))?;
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(|e| Error::sys("creating signalfd", e))?;
     let init = Pid::from_raw(created.pid);
@@ -48,7 +54,10 @@ pub fn run_foreground(created: &mut Created) -> Result<ExitInfo> {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(Error::sys("poll", e)),
         }
-        let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
         drop(fds);
         if ready[0] {
             while let Ok(Some(info)) = signals.read_signal() {

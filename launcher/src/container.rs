@@ -96,7 +96,13 @@ impl Launcher {
         result
     }
 
-    fn create_in(&self, id: &str, dir: &ContainerDir, req: &LaunchRequest, opts: &CreateOptions) -> Result<Created> {
+    fn create_in(
+        &self,
+        id: &str,
+        dir: &ContainerDir,
+        req: &LaunchRequest,
+        opts: &CreateOptions,
+    ) -> Result<Created> {
         if let Some(n) = &opts.name {
             self.root.reserve_name(n, id)?;
         }
@@ -106,8 +112,10 @@ impl Launcher {
         } else {
             format!("{parent}/{id}")
         };
-        std::fs::create_dir_all(dir.bundle()).map_err(|e| Error::io("creating", &dir.bundle(), e))?;
-        std::fs::create_dir_all(dir.sandbox()).map_err(|e| Error::io("creating", &dir.sandbox(), e))?;
+        std::fs::create_dir_all(dir.bundle())
+            .map_err(|e| Error::io("creating", &dir.bundle(), e))?;
+        std::fs::create_dir_all(dir.sandbox())
+            .map_err(|e| Error::io("creating", &dir.sandbox(), e))?;
         if let Some(r) = &req.rootless {
             // The sandbox belongs to the container's root, i.e. the caller.
             let _ = nix::unistd::chown(&dir.sandbox(), Some(r.uid.into()), Some(r.gid.into()));
@@ -126,7 +134,13 @@ impl Launcher {
 
     /// Creates a container from an existing bundle's config.json (the
     /// bundle is copied into the state directory). Used by the runtime verbs.
-    fn spawn(&self, id: &str, dir: &ContainerDir, opts: &CreateOptions, rootless: bool) -> Result<Created> {
+    fn spawn(
+        &self,
+        id: &str,
+        dir: &ContainerDir,
+        opts: &CreateOptions,
+        rootless: bool,
+    ) -> Result<Created> {
         let st = ContainerState {
             id: id.to_string(),
             name: opts.name.clone(),
@@ -143,10 +157,13 @@ impl Launcher {
         };
         dir.write_state(&st)?;
 
-        let (report_r, report_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("creating pipe", e))?;
+        let (report_r, report_w) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("creating pipe", e))?;
         let attach = if opts.attach {
-            let out = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("creating pipe", e))?;
-            let err = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("creating pipe", e))?;
+            let out =
+                nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("creating pipe", e))?;
+            let err =
+                nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("creating pipe", e))?;
             Some((out, err))
         } else {
             None
@@ -158,8 +175,14 @@ impl Launcher {
             stdout_fd: attach.as_ref().map(|(o, _)| o.1.as_raw_fd()),
             stderr_fd: attach.as_ref().map(|(_, e)| e.1.as_raw_fd()),
         };
-        let inherit: Vec<i32> = [args.status_fd, args.stdout_fd, args.stderr_fd].into_iter().flatten().collect();
-        let exe = opts.exe.clone().unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
+        let inherit: Vec<i32> = [args.status_fd, args.stdout_fd, args.stderr_fd]
+            .into_iter()
+            .flatten()
+            .collect();
+        let exe = opts
+            .exe
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
         let mut cmd = Command::new(&exe);
         cmd.args(args.to_args())
             .stdin(Stdio::null())
@@ -208,7 +231,9 @@ impl Launcher {
                 let _ = created.supervisor.wait();
                 if exit_code == 127 {
                     Err(Error::ExecutableNotFound(
-                        message.trim_start_matches("executable not found in container: ").to_string(),
+                        message
+                            .trim_start_matches("executable not found in container: ")
+                            .to_string(),
                     ))
                 } else {
                     Err(Error::Init(message))
@@ -239,8 +264,12 @@ impl Launcher {
         let fifo = dir.exec_fifo();
         // Non-blocking open: it succeeds without a writer, so a dead init
         // cannot hang us; poll then waits for init's byte.
-        let fd: OwnedFd = nix::fcntl::open(&fifo, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-            .map_err(|e| Error::sys(format!("opening {}", fifo.display()), e))?;
+        let fd: OwnedFd = nix::fcntl::open(
+            &fifo,
+            OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| Error::sys(format!("opening {}", fifo.display()), e))?;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
@@ -253,7 +282,9 @@ impl Launcher {
                         return Err(Error::Init("init exited before it could be started".into()));
                     }
                     if Instant::now() > deadline {
-                        return Err(Error::Init("init did not answer on the exec fifo within 10 s".into()));
+                        return Err(Error::Init(
+                            "init did not answer on the exec fifo within 10 s".into(),
+                        ));
                     }
                 }
             }
@@ -269,7 +300,13 @@ impl Launcher {
         }
         match st.status {
             Status::Creating => {
-                if st.supervisor.is_some_and(|s| s.is_alive()) || st.supervisor.is_none() && st.init.is_none() && dir.dir.exists() && !dir.exit().exists() && is_recent(st.created) {
+                if st.supervisor.is_some_and(|s| s.is_alive())
+                    || st.supervisor.is_none()
+                        && st.init.is_none()
+                        && dir.dir.exists()
+                        && !dir.exit().exists()
+                        && is_recent(st.created)
+                {
                     Status::Creating
                 } else {
                     Status::Stopped
@@ -310,7 +347,8 @@ impl Launcher {
                 })
             }
         };
-        kill(Pid::from_raw(init.pid), signal).map_err(|e| Error::sys(format!("sending {signal} to pid {}", init.pid), e))
+        kill(Pid::from_raw(init.pid), signal)
+            .map_err(|e| Error::sys(format!("sending {signal} to pid {}", init.pid), e))
     }
 
     /// Waits until the container has stopped and returns how it ended.
@@ -371,9 +409,16 @@ fn is_recent(created_ns: u64) -> bool {
 
 /// Waits for exit.json (written by the supervisor), watching the
 /// supervisor's pidfd so a dead supervisor does not hang us.
-pub fn wait_for_exit(dir: &ContainerDir, st: &ContainerState, timeout: Option<Duration>) -> Option<ExitInfo> {
+pub fn wait_for_exit(
+    dir: &ContainerDir,
+    st: &ContainerState,
+    timeout: Option<Duration>,
+) -> Option<ExitInfo> {
     let deadline = timeout.map(|t| Instant::now() + t);
-    let pidfd = st.supervisor.filter(|s| s.is_alive()).and_then(|s| pidfd_open(s.pid));
+    let pidfd = st
+        .supervisor
+        .filter(|s| s.is_alive())
+        .and_then(|s| pidfd_open(s.pid));
     loop {
         if let Some(e) = dir.read_exit() {
             return Some(e);

@@ -35,7 +35,10 @@ impl Launcher {
     /// code (128+N when killed by signal N).
     pub fn exec(&self, key: &str, req: &ExecRequest) -> Result<i32> {
         if req.args.is_empty() {
-            return Err(Error::invalid("command", "no command given (berth exec ID -- CMD [ARGS...])"));
+            return Err(Error::invalid(
+                "command",
+                "no command given (berth exec ID -- CMD [ARGS...])",
+            ));
         }
         let (dir, st, status) = self.load(key)?;
         let init = match (status, st.init) {
@@ -57,7 +60,8 @@ impl Launcher {
             env.push(e.clone());
         }
         let cwd = req.cwd.clone().unwrap_or_else(|| process.cwd().clone());
-        let (mut sets, mut user) = crate::init::credentials(&spec).map_err(|f| Error::Init(f.message))?;
+        let (mut sets, mut user) =
+            crate::init::credentials(&spec).map_err(|f| Error::Init(f.message))?;
         if let Some((u, g)) = req.user {
             user.uid = u;
             user.gid = g;
@@ -84,22 +88,34 @@ impl Launcher {
             ("cgroup", CloneFlags::CLONE_NEWCGROUP),
         ] {
             let theirs = isolator::procinfo::namespace_inode(proc_root, init.pid, name).ok();
-            let ours = isolator::procinfo::namespace_inode(proc_root, std::process::id() as i32, name).ok();
+            let ours =
+                isolator::procinfo::namespace_inode(proc_root, std::process::id() as i32, name)
+                    .ok();
             if theirs.is_some() && theirs != ours {
                 flags |= flag;
             }
         }
         let in_userns = flags.contains(CloneFlags::CLONE_NEWUSER);
-        let pidfd = pidfd_open(init.pid).ok_or_else(|| Error::Init(format!("container init {} is gone", init.pid)))?;
+        let pidfd = pidfd_open(init.pid)
+            .ok_or_else(|| Error::Init(format!("container init {} is gone", init.pid)))?;
         let procs_files: Vec<PathBuf> = st
             .cgroup
             .as_ref()
-            .map(|c| c.dirs().into_iter().map(|d| d.join("cgroup.procs")).collect())
+            .map(|c| {
+                c.dirs()
+                    .into_iter()
+                    .map(|d| d.join("cgroup.procs"))
+                    .collect()
+            })
             .unwrap_or_default();
         let to_c = |s: &[u8]| CString::new(s).unwrap_or_default();
         let argv: Vec<CString> = req.args.iter().map(|a| to_c(a.as_bytes())).collect();
         let envp: Vec<CString> = env.iter().map(|e| to_c(e.as_bytes())).collect();
-        let path_var = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("/usr/bin:/bin").to_string();
+        let path_var = env
+            .iter()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or("/usr/bin:/bin")
+            .to_string();
         let cmd = req.args[0].clone();
 
         // SAFETY: the berth CLI is single-threaded when it calls exec, so
@@ -132,7 +148,14 @@ impl Launcher {
                 // SAFETY: setns on a pidfd we own with namespace flags; it
                 // only changes this process's namespaces.
                 if unsafe { libc::setns(pidfd.as_raw_fd(), flags.bits()) } < 0 {
-                    fail(format!("joining the namespaces of pid {}: {}", init.pid, nix::errno::Errno::last()), 1);
+                    fail(
+                        format!(
+                            "joining the namespaces of pid {}: {}",
+                            init.pid,
+                            nix::errno::Errno::last()
+                        ),
+                        1,
+                    );
                 }
                 // SAFETY: still single-threaded; see above.
                 match unsafe { fork() } {
@@ -161,7 +184,10 @@ impl Launcher {
                 let program = if cmd.contains('/') {
                     Some(PathBuf::from(&cmd))
                 } else {
-                    path_var.split(':').map(|d| Path::new(d).join(&cmd)).find(|p| p.is_file())
+                    path_var
+                        .split(':')
+                        .map(|d| Path::new(d).join(&cmd))
+                        .find(|p| p.is_file())
                 };
                 let Some(program) = program.filter(|p| p.exists()) else {
                     fail(format!("executable not found in container: {cmd}"), 127)

@@ -41,7 +41,11 @@ pub fn send(fd: BorrowedFd, msg: &SyncMsg) -> nix::Result<()> {
 pub fn recv(fd: BorrowedFd) -> nix::Result<Option<SyncMsg>> {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        match nix::sys::socket::recv(fd.as_raw_fd(), &mut buf, nix::sys::socket::MsgFlags::empty()) {
+        match nix::sys::socket::recv(
+            fd.as_raw_fd(),
+            &mut buf,
+            nix::sys::socket::MsgFlags::empty(),
+        ) {
             Ok(0) => return Ok(None),
             Ok(n) => return Ok(serde_json::from_slice(&buf[..n]).ok()),
             Err(nix::errno::Errno::EINTR) => continue,
@@ -113,7 +117,10 @@ impl AsBorrowed for OwnedFd {
 
 fn setup(cfg: &InitConfig) -> Result<std::convert::Infallible, InitFailure> {
     let spec = cfg.spec;
-    let process = spec.process().as_ref().ok_or(("config.json", "no process section"))?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or(("config.json", "no process section"))?;
 
     stdio(cfg).map_err(|e| ("setting up stdio", e))?;
     wait_for_parent(cfg)?;
@@ -124,7 +131,8 @@ fn setup(cfg: &InitConfig) -> Result<std::convert::Infallible, InitFailure> {
     if cfg.plan.new_cgroupns {
         // Now that we are in our cgroup, a new cgroup namespace makes it
         // the root of what the container sees.
-        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|e| ("unsharing the cgroup namespace", e))?;
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|e| ("unsharing the cgroup namespace", e))?;
     }
     if cfg.plan.has(LinuxNamespaceType::Uts) {
         if let Some(h) = spec.hostname() {
@@ -158,7 +166,9 @@ fn setup(cfg: &InitConfig) -> Result<std::convert::Infallible, InitFailure> {
     wait_for_start(cfg)?;
     prepare_exec_signals();
     if let Some(filter) = cfg.seccomp {
-        filter.apply().map_err(|e| ("loading the seccomp filter", e))?;
+        filter
+            .apply()
+            .map_err(|e| ("loading the seccomp filter", e))?;
     }
     Err(exec(&program, &args, &env))
 }
@@ -176,7 +186,14 @@ fn stdio(cfg: &InitConfig) -> nix::Result<()> {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on this
     // process's descriptors >= 3; the sync socket and fifo stay usable
     // until execve.
-    let rc = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
     if rc < 0 {
         return Err(nix::errno::Errno::last());
     }
@@ -186,7 +203,11 @@ fn stdio(cfg: &InitConfig) -> nix::Result<()> {
 fn wait_for_parent(cfg: &InitConfig) -> Result<(), InitFailure> {
     match recv(cfg.sync.as_fd_borrowed()) {
         Ok(Some(SyncMsg::Continue)) => Ok(()),
-        Ok(other) => Err(("waiting for the supervisor", format!("unexpected message {other:?}")).into()),
+        Ok(other) => Err((
+            "waiting for the supervisor",
+            format!("unexpected message {other:?}"),
+        )
+            .into()),
         Err(e) => Err(("waiting for the supervisor", e).into()),
     }
 }
@@ -229,7 +250,8 @@ fn filesystem(cfg: &InitConfig) -> Result<(), InitFailure> {
         .any(|m| m.destination() == Path::new("/dev") && m.typ().as_deref() == Some("tmpfs"));
     if dev_is_tmpfs {
         let devices = linux.and_then(|l| l.devices().clone()).unwrap_or_default();
-        rootfs::create_devices(&cfg.root_mount, &devices, cfg.in_userns).map_err(|e| ("devices", e))?;
+        rootfs::create_devices(&cfg.root_mount, &devices, cfg.in_userns)
+            .map_err(|e| ("devices", e))?;
     }
     // The working directory may not exist in the image; create it while
     // the root is still writable (runc does the same).
@@ -243,12 +265,20 @@ fn filesystem(cfg: &InitConfig) -> Result<(), InitFailure> {
     }
     rootfs::pivot(&cfg.root_mount).map_err(|e| ("rootfs", e))?;
     if let Some(l) = linux {
-        rootfs::mask_paths(&l.masked_paths().clone().unwrap_or_default()).map_err(|e| ("masked paths", e))?;
-        rootfs::readonly_paths(&l.readonly_paths().clone().unwrap_or_default(), cfg.in_userns)
-            .map_err(|e| ("read-only paths", e))?;
+        rootfs::mask_paths(&l.masked_paths().clone().unwrap_or_default())
+            .map_err(|e| ("masked paths", e))?;
+        rootfs::readonly_paths(
+            &l.readonly_paths().clone().unwrap_or_default(),
+            cfg.in_userns,
+        )
+        .map_err(|e| ("read-only paths", e))?;
     }
     // Host-root mode made the whole tree read-only when binding it.
-    let readonly = spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false);
+    let readonly = spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false);
     if readonly && cfg.rootfs != Path::new("/") {
         rootfs::readonly_root(cfg.in_userns).map_err(|e| ("read-only root", e))?;
     }
@@ -302,19 +332,23 @@ fn find_executable(cmd: &str, env: &[String]) -> Result<PathBuf, InitFailure> {
 
 /// The process's capability sets and user from the spec.
 pub fn credentials(spec: &Spec) -> Result<(CapabilitySets, UserSpec), InitFailure> {
-    let process = spec.process().as_ref().ok_or(("config.json", "no process section"))?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or(("config.json", "no process section"))?;
     let caps = process.capabilities().as_ref();
-    let conv = |set: Option<&oci_spec::runtime::Capabilities>| -> Result<caps::CapsHashSet, InitFailure> {
-        let names: Vec<String> = set
-            .map(|s| {
-                s.iter()
-                    .filter_map(|c| serde_json::to_value(c).ok())
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        capabilities::parse_set(&names).map_err(|e| ("capabilities", e).into())
-    };
+    let conv =
+        |set: Option<&oci_spec::runtime::Capabilities>| -> Result<caps::CapsHashSet, InitFailure> {
+            let names: Vec<String> = set
+                .map(|s| {
+                    s.iter()
+                        .filter_map(|c| serde_json::to_value(c).ok())
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            capabilities::parse_set(&names).map_err(|e| ("capabilities", e).into())
+        };
     let sets = CapabilitySets {
         bounding: conv(caps.and_then(|c| c.bounding().as_ref()))?,
         effective: conv(caps.and_then(|c| c.effective().as_ref()))?,
@@ -368,6 +402,10 @@ fn exec(program: &Path, args: &[String], env: &[String]) -> InitFailure {
     };
     InitFailure {
         message: format!("executing {}: {errno}", program.display()),
-        exit_code: if errno == nix::errno::Errno::ENOENT { 127 } else { 126 },
+        exit_code: if errno == nix::errno::Errno::ENOENT {
+            127
+        } else {
+            126
+        },
     }
 }

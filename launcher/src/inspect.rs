@@ -105,12 +105,14 @@ pub struct VolumeInfo {
 impl Launcher {
     pub fn inspect(&self, key: &str) -> Result<Inspection> {
         let (dir, st, status) = self.load(key)?;
-        let spec = Spec::load(dir.config()).map_err(|e| Error::Spec(format!("loading {}: {e}", dir.config().display())))?;
+        let spec = Spec::load(dir.config())
+            .map_err(|e| Error::Spec(format!("loading {}: {e}", dir.config().display())))?;
         let process = spec.process().clone().unwrap_or_default();
         let linux = spec.linux().clone().unwrap_or_default();
         let running = matches!(status, Status::Running | Status::Created);
         let live = if running {
-            st.init.and_then(|p| procinfo::read_process(Path::new("/proc"), p.pid).ok())
+            st.init
+                .and_then(|p| procinfo::read_process(Path::new("/proc"), p.pid).ok())
         } else {
             None
         };
@@ -123,7 +125,9 @@ impl Launcher {
             .map(|n| {
                 let short = isolator::namespaces::kind_name(n.typ()).to_string();
                 NamespaceInfo {
-                    inode: live.as_ref().and_then(|l| l.namespaces.get(&short).copied()),
+                    inode: live
+                        .as_ref()
+                        .and_then(|l| l.namespaces.get(&short).copied()),
                     typ: short,
                     path: n.path().clone(),
                 }
@@ -146,19 +150,27 @@ impl Launcher {
                     .and_then(|v| v.as_str().map(str::to_string))
                     .unwrap_or_default()
             }),
-            rules: seccomp_cfg.and_then(|s| s.syscalls().as_ref().map(|v| v.len())).unwrap_or(0),
+            rules: seccomp_cfg
+                .and_then(|s| s.syscalls().as_ref().map(|v| v.len()))
+                .unwrap_or(0),
         };
         let volumes = spec
             .mounts()
             .clone()
             .unwrap_or_default()
             .iter()
-            .filter(|m| m.typ().as_deref() == Some("bind") && m.destination() != Path::new(crate::spec::SANDBOX_PATH))
+            .filter(|m| {
+                m.typ().as_deref() == Some("bind")
+                    && m.destination() != Path::new(crate::spec::SANDBOX_PATH)
+            })
             .map(|m| {
                 let source = m.source().clone().unwrap_or_default();
                 VolumeInfo {
                     usage_bytes: dir_usage(&source, 100_000),
-                    read_only: m.options().as_ref().is_some_and(|o| o.iter().any(|x| x == "ro")),
+                    read_only: m
+                        .options()
+                        .as_ref()
+                        .is_some_and(|o| o.iter().any(|x| x == "ro")),
                     destination: m.destination().clone(),
                     source,
                 }
@@ -172,13 +184,21 @@ impl Launcher {
                 rss_kib: if alive { rss_kib(s.pid) } else { None },
             }
         });
-        let root_path = spec.root().as_ref().map(|r| r.path().clone()).unwrap_or_default();
+        let root_path = spec
+            .root()
+            .as_ref()
+            .map(|r| r.path().clone())
+            .unwrap_or_default();
         Ok(Inspection {
             id: st.id.clone(),
             name: st.name.clone(),
             status,
             created: rfc3339(st.created),
-            pid: if running { st.init.map(|p| p.pid) } else { None },
+            pid: if running {
+                st.init.map(|p| p.pid)
+            } else {
+                None
+            },
             command: process.args().clone().unwrap_or_default(),
             exit: dir.read_exit(),
             bundle: dir.bundle(),
@@ -276,7 +296,10 @@ mod tests {
     fn rfc3339_known_dates() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400 * 1_000_000_000), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_795_000_000 * 1_000_000_000), "2026-11-18T11:06:40Z");
+        assert_eq!(
+            rfc3339(1_795_000_000 * 1_000_000_000),
+            "2026-11-18T11:06:40Z"
+        );
     }
 
     #[test]

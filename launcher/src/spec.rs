@@ -49,7 +49,12 @@ pub struct VolumeMount {
 impl VolumeMount {
     /// Parses `/host/path:/ctr/path[:ro|rw]`.
     pub fn parse(s: &str) -> Result<Self> {
-        let bad = |why: &str| Error::invalid("--volume", format!("{s:?}: {why} (expected /host/path:/container/path[:ro|:rw])"));
+        let bad = |why: &str| {
+            Error::invalid(
+                "--volume",
+                format!("{s:?}: {why} (expected /host/path:/container/path[:ro|:rw])"),
+            )
+        };
         let parts: Vec<&str> = s.split(':').collect();
         let (src, dst, mode) = match parts.as_slice() {
             [a, b] => (*a, *b, None),
@@ -71,7 +76,10 @@ impl VolumeMount {
             Some(m) => return Err(bad(&format!("unknown mode {m:?}"))),
         };
         if !Path::new(src).exists() {
-            return Err(Error::invalid("--volume", format!("host path {src} does not exist")));
+            return Err(Error::invalid(
+                "--volume",
+                format!("host path {src} does not exist"),
+            ));
         }
         Ok(VolumeMount {
             source: PathBuf::from(src),
@@ -120,20 +128,34 @@ pub struct RootlessIds {
 impl LaunchRequest {
     pub fn validate(&self) -> Result<()> {
         if self.args.is_empty() || self.args[0].is_empty() {
-            return Err(Error::invalid("command", "no command given (berth launch [OPTIONS] -- CMD [ARGS...])"));
+            return Err(Error::invalid(
+                "command",
+                "no command given (berth launch [OPTIONS] -- CMD [ARGS...])",
+            ));
         }
         if let Some(c) = self.cpus {
             if !(c.is_finite() && c >= 0.01) {
-                return Err(Error::invalid("--cpus", format!("{c} is not allowed: use a number of CPUs of at least 0.01, e.g. 0.5")));
+                return Err(Error::invalid(
+                    "--cpus",
+                    format!("{c} is not allowed: use a number of CPUs of at least 0.01, e.g. 0.5"),
+                ));
             }
-            let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            let n = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1);
             if c > n as f64 {
-                return Err(Error::invalid("--cpus", format!("{c} is more than the {n} CPUs of this machine")));
+                return Err(Error::invalid(
+                    "--cpus",
+                    format!("{c} is more than the {n} CPUs of this machine"),
+                ));
             }
         }
         if let Some(m) = self.memory_mib {
             if m < 4 {
-                return Err(Error::invalid("--mem", format!("{m} MiB is not allowed: use at least 4 (MiB)")));
+                return Err(Error::invalid(
+                    "--mem",
+                    format!("{m} MiB is not allowed: use at least 4 (MiB)"),
+                ));
             }
             if m > (1 << 40) {
                 return Err(Error::invalid("--mem", format!("{m} MiB is too large")));
@@ -141,12 +163,18 @@ impl LaunchRequest {
         }
         if let Some(p) = self.pids {
             if p < 1 {
-                return Err(Error::invalid("--pids", format!("{p} is not allowed: use a positive number of processes")));
+                return Err(Error::invalid(
+                    "--pids",
+                    format!("{p} is not allowed: use a positive number of processes"),
+                ));
             }
         }
         if let Some(r) = &self.rootfs {
             if !r.is_dir() {
-                return Err(Error::invalid("--rootfs", format!("{} does not exist or is not a directory", r.display())));
+                return Err(Error::invalid(
+                    "--rootfs",
+                    format!("{} does not exist or is not a directory", r.display()),
+                ));
             }
         }
         for e in &self.env {
@@ -157,15 +185,22 @@ impl LaunchRequest {
         }
         if let Some(w) = &self.workdir {
             if !w.is_absolute() {
-                return Err(Error::invalid("--workdir", format!("{} must be an absolute path", w.display())));
+                return Err(Error::invalid(
+                    "--workdir",
+                    format!("{} must be an absolute path", w.display()),
+                ));
             }
         }
         if let Some(h) = &self.hostname {
             let ok = !h.is_empty()
                 && h.len() <= 64
-                && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
             if !ok {
-                return Err(Error::invalid("--hostname", format!("{h:?} is not a valid hostname (1-64 letters, digits, '-', '.')")));
+                return Err(Error::invalid(
+                    "--hostname",
+                    format!("{h:?} is not a valid hostname (1-64 letters, digits, '-', '.')"),
+                ));
             }
             if self.net == NetMode::Host {
                 // With the host's network the container keeps its own UTS
@@ -174,14 +209,26 @@ impl LaunchRequest {
         }
         let parent = self.cgroup_parent.trim_end_matches('/');
         if parent.split('/').any(|c| c == ".." || c == ".") || parent.contains('\0') {
-            return Err(Error::invalid("--cgroup-parent", format!("{:?} must not contain '.' or '..' components", self.cgroup_parent)));
+            return Err(Error::invalid(
+                "--cgroup-parent",
+                format!(
+                    "{:?} must not contain '.' or '..' components",
+                    self.cgroup_parent
+                ),
+            ));
         }
         for c in self.cap_add.iter().chain(self.cap_drop.iter()) {
             if !c.eq_ignore_ascii_case("ALL") {
-                capabilities::parse_capability(c).map_err(|e| Error::invalid(
-                    if self.cap_add.contains(c) { "--cap-add" } else { "--cap-drop" },
-                    e.to_string(),
-                ))?;
+                capabilities::parse_capability(c).map_err(|e| {
+                    Error::invalid(
+                        if self.cap_add.contains(c) {
+                            "--cap-add"
+                        } else {
+                            "--cap-drop"
+                        },
+                        e.to_string(),
+                    )
+                })?;
             }
         }
         Ok(())
@@ -202,18 +249,56 @@ fn base_mounts(rootless: bool) -> Vec<Mount> {
     };
     let devpts: &[&str] = if rootless {
         // gid 5 (tty) is not mapped in a rootless user namespace.
-        &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]
+        &[
+            "nosuid",
+            "noexec",
+            "newinstance",
+            "ptmxmode=0666",
+            "mode=0620",
+        ]
     } else {
-        &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]
+        &[
+            "nosuid",
+            "noexec",
+            "newinstance",
+            "ptmxmode=0666",
+            "mode=0620",
+            "gid=5",
+        ]
     };
     vec![
         m("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
-        m("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]),
+        m(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
         m("/dev/pts", "devpts", "devpts", devpts),
-        m("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]),
-        m("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
-        m("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"]),
-        m("/sys/fs/cgroup", "cgroup", "cgroup", &["nosuid", "noexec", "nodev", "relatime", "ro"]),
+        m(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        ),
+        m(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        ),
+        m(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        ),
+        m(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["nosuid", "noexec", "nodev", "relatime", "ro"],
+        ),
     ]
 }
 
@@ -229,7 +314,8 @@ pub fn capability_set(cap_add: &[String], cap_drop: &[String]) -> Result<Vec<Str
         if d.eq_ignore_ascii_case("ALL") {
             set.clear();
         } else {
-            let c = capabilities::parse_capability(d).map_err(|e| Error::invalid("--cap-drop", e.to_string()))?;
+            let c = capabilities::parse_capability(d)
+                .map_err(|e| Error::invalid("--cap-drop", e.to_string()))?;
             set.retain(|x| *x != c.to_string());
         }
     }
@@ -238,7 +324,8 @@ pub fn capability_set(cap_add: &[String], cap_drop: &[String]) -> Result<Vec<Str
             set = capabilities::names(&capabilities::all_known());
             continue;
         }
-        let c = capabilities::parse_capability(a).map_err(|e| Error::invalid("--cap-add", e.to_string()))?;
+        let c = capabilities::parse_capability(a)
+            .map_err(|e| Error::invalid("--cap-add", e.to_string()))?;
         if !set.contains(&c.to_string()) {
             set.push(c.to_string());
         }
@@ -250,8 +337,14 @@ fn to_oci_caps(names: &[String]) -> Result<HashSet<Capability>> {
     names
         .iter()
         .map(|n| {
-            serde_json::from_value::<Capability>(serde_json::Value::String(n.clone()))
-                .map_err(|_| Error::invalid("capabilities", format!("{n} is not known to the OCI runtime spec")))
+            serde_json::from_value::<Capability>(serde_json::Value::String(n.clone())).map_err(
+                |_| {
+                    Error::invalid(
+                        "capabilities",
+                        format!("{n} is not known to the OCI runtime spec"),
+                    )
+                },
+            )
         })
         .collect()
 }
@@ -296,7 +389,13 @@ pub fn build(req: &LaunchRequest, paths: &SpecPaths) -> Result<Spec> {
         .args(req.args.clone())
         .env(env)
         .cwd(cwd)
-        .user(UserBuilder::default().uid(uid).gid(gid).build().map_err(oci)?)
+        .user(
+            UserBuilder::default()
+                .uid(uid)
+                .gid(gid)
+                .build()
+                .map_err(oci)?,
+        )
         .capabilities(
             LinuxCapabilitiesBuilder::default()
                 .bounding(caps.clone())
@@ -335,9 +434,19 @@ pub fn build(req: &LaunchRequest, paths: &SpecPaths) -> Result<Spec> {
     };
     if host_root {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        mounts.push(mb("/tmp", "tmpfs", "tmpfs", s(&["nosuid", "nodev", "mode=1777"]))?);
+        mounts.push(mb(
+            "/tmp",
+            "tmpfs",
+            "tmpfs",
+            s(&["nosuid", "nodev", "mode=1777"]),
+        )?);
         // The host's / is read-only, so the sandbox needs a writable parent.
-        mounts.push(mb("/mnt", "tmpfs", "tmpfs", s(&["nosuid", "nodev", "mode=755", "size=64k"]))?);
+        mounts.push(mb(
+            "/mnt",
+            "tmpfs",
+            "tmpfs",
+            s(&["nosuid", "nodev", "mode=755", "size=64k"]),
+        )?);
         mounts.push(mb(
             SANDBOX_PATH,
             "bind",
@@ -346,8 +455,16 @@ pub fn build(req: &LaunchRequest, paths: &SpecPaths) -> Result<Spec> {
         )?);
     }
     for v in &req.volumes {
-        let mut opts = vec!["rbind".to_string(), "nosuid".to_string(), "nodev".to_string()];
-        opts.push(if v.read_only { "ro".into() } else { "rw".into() });
+        let mut opts = vec![
+            "rbind".to_string(),
+            "nosuid".to_string(),
+            "nodev".to_string(),
+        ];
+        opts.push(if v.read_only {
+            "ro".into()
+        } else {
+            "rw".into()
+        });
         mounts.push(mb(
             &v.destination.display().to_string(),
             "bind",
@@ -377,12 +494,24 @@ pub fn build(req: &LaunchRequest, paths: &SpecPaths) -> Result<Spec> {
         let bytes = (m * 1024 * 1024) as i64;
         // memory+swap equal to memory: no swap, as the issue and Docker's
         // --memory-swap=--memory ask.
-        resources = resources.memory(LinuxMemoryBuilder::default().limit(bytes).swap(bytes).build().map_err(oci)?);
+        resources = resources.memory(
+            LinuxMemoryBuilder::default()
+                .limit(bytes)
+                .swap(bytes)
+                .build()
+                .map_err(oci)?,
+        );
     }
     if let Some(c) = req.cpus {
         let period: u64 = 100_000;
         let quota = (c * period as f64).round() as i64;
-        resources = resources.cpu(LinuxCpuBuilder::default().quota(quota).period(period).build().map_err(oci)?);
+        resources = resources.cpu(
+            LinuxCpuBuilder::default()
+                .quota(quota)
+                .period(period)
+                .build()
+                .map_err(oci)?,
+        );
     }
     if let Some(p) = req.pids {
         resources = resources.pids(LinuxPidsBuilder::default().limit(p).build().map_err(oci)?);
@@ -397,7 +526,14 @@ pub fn build(req: &LaunchRequest, paths: &SpecPaths) -> Result<Spec> {
         let mut nss = linux_namespaces_with_user(req)?;
         nss.push(ns(LinuxNamespaceType::User)?);
         linux = linux.namespaces(nss);
-        let map = |c: u32, h: u32, n: u32| LinuxIdMappingBuilder::default().container_id(c).host_id(h).size(n).build().map_err(oci);
+        let map = |c: u32, h: u32, n: u32| {
+            LinuxIdMappingBuilder::default()
+                .container_id(c)
+                .host_id(h)
+                .size(n)
+                .build()
+                .map_err(oci)
+        };
         let mut uids = vec![map(0, ids.uid, 1)?];
         if let Some((start, count)) = ids.sub_uids {
             uids.push(map(1, start, count)?);
@@ -408,7 +544,8 @@ pub fn build(req: &LaunchRequest, paths: &SpecPaths) -> Result<Spec> {
         }
         linux = linux.uid_mappings(uids).gid_mappings(gids);
     }
-    if let Some(profile) = seccomp_profile(req.seccomp.as_ref().unwrap_or(&SeccompChoice::Default))? {
+    if let Some(profile) = seccomp_profile(req.seccomp.as_ref().unwrap_or(&SeccompChoice::Default))?
+    {
         linux = linux.seccomp(profile);
     }
 
@@ -484,7 +621,14 @@ mod tests {
         assert!(v.read_only);
         assert_eq!(v.destination, PathBuf::from("/data"));
         assert!(VolumeMount::parse("/tmp:/data").is_ok());
-        for bad in ["tmp:/data", "/tmp:data", "/tmp", "/tmp:/d:rx", "/tmp:/a/../b", "/no/such/dir:/d"] {
+        for bad in [
+            "tmp:/data",
+            "/tmp:data",
+            "/tmp",
+            "/tmp:/d:rx",
+            "/tmp:/a/../b",
+            "/no/such/dir:/d",
+        ] {
             let e = VolumeMount::parse(bad).unwrap_err();
             assert!(e.to_string().contains("--volume"), "{bad}: {e}");
         }
@@ -529,7 +673,9 @@ mod tests {
         assert_eq!(spec.root().as_ref().unwrap().path(), Path::new("/"));
         assert_eq!(spec.root().as_ref().unwrap().readonly(), Some(true));
         let mounts = spec.mounts().as_ref().unwrap();
-        assert!(mounts.iter().any(|m| m.destination() == Path::new(SANDBOX_PATH)));
+        assert!(mounts
+            .iter()
+            .any(|m| m.destination() == Path::new(SANDBOX_PATH)));
         assert_eq!(
             spec.process().as_ref().unwrap().cwd(),
             Path::new(SANDBOX_PATH)

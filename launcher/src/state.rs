@@ -197,7 +197,8 @@ impl StateRoot {
     }
 
     pub fn open(root: PathBuf) -> Result<Self> {
-        fs::create_dir_all(root.join("names")).map_err(|e| Error::io("creating state root", &root, e))?;
+        fs::create_dir_all(root.join("names"))
+            .map_err(|e| Error::io("creating state root", &root, e))?;
         // Other users have no business reading bundles and logs.
         let _ = fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o711));
         Ok(StateRoot { root })
@@ -280,7 +281,11 @@ impl StateRoot {
         if is_valid_id(key) && self.root.join(key).join("state.json").exists() {
             return Ok(key.to_string());
         }
-        let matches: Vec<String> = self.ids().into_iter().filter(|id| id.starts_with(key)).collect();
+        let matches: Vec<String> = self
+            .ids()
+            .into_iter()
+            .filter(|id| id.starts_with(key))
+            .collect();
         match matches.len() {
             1 => Ok(matches.into_iter().next().unwrap_or_default()),
             0 => Err(Error::NotFound(key.to_string())),
@@ -321,7 +326,9 @@ pub fn validate_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 128
         && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
     if ok {
         Ok(())
     } else {
@@ -339,13 +346,8 @@ pub fn new_id() -> String {
     while filled < buf.len() {
         // SAFETY: the pointer and length describe the unfilled tail of buf,
         // which getrandom writes at most len bytes into.
-        let n = unsafe {
-            libc::getrandom(
-                buf[filled..].as_mut_ptr().cast(),
-                buf.len() - filled,
-                0,
-            )
-        };
+        let n =
+            unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
         if n > 0 {
             filled += n as usize;
         }
@@ -376,7 +378,8 @@ pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
         reason: e.to_string(),
     })?;
     let mut f = fs::File::create(&tmp).map_err(|e| Error::io("writing", &tmp, e))?;
-    f.write_all(&body).map_err(|e| Error::io("writing", &tmp, e))?;
+    f.write_all(&body)
+        .map_err(|e| Error::io("writing", &tmp, e))?;
     // The state root is usually a tmpfs, where fsync costs nothing; on a
     // disk it makes the rename publish complete data after a crash.
     f.sync_data().map_err(|e| Error::io("syncing", &tmp, e))?;

@@ -91,13 +91,19 @@ pub fn main(args: SupervisorArgs) -> i32 {
     // owned by nothing else in this fresh process.
     let take = |fd: Option<i32>| fd.map(|f| unsafe { OwnedFd::from_raw_fd(f) });
     let mut status = take(args.status_fd).map(File::from);
-    let forward = [take(args.stdout_fd).map(File::from), take(args.stderr_fd).map(File::from)];
-    let root = StateRoot { root: args.root.clone() };
+    let forward = [
+        take(args.stdout_fd).map(File::from),
+        take(args.stderr_fd).map(File::from),
+    ];
+    let root = StateRoot {
+        root: args.root.clone(),
+    };
     let dir = root.container(&args.id);
     match Supervisor::prepare(&root, dir, forward) {
         Ok(mut sup) => match sup.create() {
             Ok(pid) => {
                 report(&mut status, &Report::Created { pid });
+                sup.shed_memory();
                 let exit = sup.supervise();
                 sup.finish(&exit);
                 report(&mut status, &Report::Exited(exit));
@@ -109,12 +115,24 @@ pub fn main(args: SupervisorArgs) -> i32 {
                     Error::ExecutableNotFound(_) => 127,
                     _ => 1,
                 };
-                report(&mut status, &Report::Failed { message: e.to_string(), exit_code: sup.failure_code.unwrap_or(code) });
+                report(
+                    &mut status,
+                    &Report::Failed {
+                        message: e.to_string(),
+                        exit_code: sup.failure_code.unwrap_or(code),
+                    },
+                );
                 1
             }
         },
         Err(e) => {
-            report(&mut status, &Report::Failed { message: e.to_string(), exit_code: 1 });
+            report(
+                &mut status,
+                &Report::Failed {
+                    message: e.to_string(),
+                    exit_code: 1,
+                },
+            );
             1
         }
     }
@@ -182,7 +200,11 @@ impl Output {
         if self.written + data.len() as u64 > LOG_CAP_BYTES {
             let old = self.log_path.with_extension("log.1");
             let _ = std::fs::rename(&self.log_path, old);
-            if let Ok(f) = OpenOptions::new().create(true).append(true).open(&self.log_path) {
+            if let Ok(f) = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.log_path)
+            {
                 self.log = f;
                 self.written = 0;
             }
@@ -223,14 +245,21 @@ impl Supervisor {
             let _ = nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn);
         }
         let mut mask = SigSet::empty();
-        for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        for s in [
+            Signal::SIGCHLD,
+            Signal::SIGTERM,
+            Signal::SIGINT,
+            Signal::SIGHUP,
+        ] {
             mask.add(s);
         }
-        mask.thread_block().map_err(|e| Error::sys("blocking signals", e))?;
+        mask.thread_block()
+            .map_err(|e| Error::sys("blocking signals", e))?;
         let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
             .map_err(|e| Error::sys("creating signalfd", e))?;
 
-        let spec = Spec::load(dir.config()).map_err(|e| Error::Spec(format!("loading {}: {e}", dir.config().display())))?;
+        let spec = Spec::load(dir.config())
+            .map_err(|e| Error::Spec(format!("loading {}: {e}", dir.config().display())))?;
         let linux = spec.linux().clone().unwrap_or_default();
         let plan = NamespacePlan::from_spec(&linux.namespaces().clone().unwrap_or_default())
             .map_err(|e| Error::Spec(e.to_string()))?;
@@ -267,9 +296,13 @@ impl Supervisor {
         };
 
         // stdio: stdin is /dev/null; stdout/stderr are pipes to us.
-        let stdin: OwnedFd = File::open("/dev/null").map_err(|e| Error::io("opening", Path::new("/dev/null"), e))?.into();
-        let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("creating pipe", e))?;
-        let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("creating pipe", e))?;
+        let stdin: OwnedFd = File::open("/dev/null")
+            .map_err(|e| Error::io("opening", Path::new("/dev/null"), e))?
+            .into();
+        let (out_r, out_w) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("creating pipe", e))?;
+        let (err_r, err_w) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("creating pipe", e))?;
         let (sync_parent, sync_child) = socketpair(
             AddressFamily::Unix,
             SockType::SeqPacket,
@@ -283,9 +316,16 @@ impl Supervisor {
             .map_err(|e| Error::sys(format!("creating {}", fifo_path.display()), e))?;
         // mkfifo honours the umask; the mode must allow any container uid
         // to open it for writing.
-        let _ = std::fs::set_permissions(&fifo_path, std::os::unix::fs::PermissionsExt::from_mode(0o622));
-        let fifo = nix::fcntl::open(&fifo_path, OFlag::O_PATH | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-            .map_err(|e| Error::sys(format!("opening {}", fifo_path.display()), e))?;
+        let _ = std::fs::set_permissions(
+            &fifo_path,
+            std::os::unix::fs::PermissionsExt::from_mode(0o622),
+        );
+        let fifo = nix::fcntl::open(
+            &fifo_path,
+            OFlag::O_PATH | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| Error::sys(format!("opening {}", fifo_path.display()), e))?;
 
         let in_userns = self.plan.has(LinuxNamespaceType::User);
         let cfg = InitConfig {
@@ -336,23 +376,31 @@ impl Supervisor {
             )
             .map_err(|e| Error::Init(e.to_string()))?;
         }
-        st.warnings.extend(self.setup_cgroup(pid.as_raw(), st.rootless)?);
+        st.warnings
+            .extend(self.setup_cgroup(pid.as_raw(), st.rootless)?);
         st.cgroup = self.cgroup.clone();
-        init::send(sync_parent.as_fd(), &SyncMsg::Continue).map_err(|e| Error::sys("sync with init", e))?;
+        init::send(sync_parent.as_fd(), &SyncMsg::Continue)
+            .map_err(|e| Error::sys("sync with init", e))?;
         match init::recv(sync_parent.as_fd()) {
             Ok(Some(SyncMsg::Ready)) => {}
             Ok(Some(SyncMsg::Error { message, exit_code })) => {
                 self.failure_code = Some(exit_code);
                 self.reap_failed_init();
                 return Err(if exit_code == 127 {
-                    Error::ExecutableNotFound(message.trim_start_matches("executable not found in container: ").to_string())
+                    Error::ExecutableNotFound(
+                        message
+                            .trim_start_matches("executable not found in container: ")
+                            .to_string(),
+                    )
                 } else {
                     Error::Init(message)
                 });
             }
             other => {
                 self.reap_failed_init();
-                return Err(Error::Init(format!("init exited during set-up ({other:?})")));
+                return Err(Error::Init(format!(
+                    "init exited during set-up ({other:?})"
+                )));
             }
         }
         // Keep the socket: init reports an exec failure on it after start.
@@ -366,7 +414,11 @@ impl Supervisor {
     }
 
     fn rootfs_path(&self) -> Result<PathBuf> {
-        let root = self.spec.root().as_ref().ok_or_else(|| Error::Spec("config.json has no root".into()))?;
+        let root = self
+            .spec
+            .root()
+            .as_ref()
+            .ok_or_else(|| Error::Spec("config.json has no root".into()))?;
         let p = root.path();
         Ok(if p.is_absolute() {
             p.clone()
@@ -384,31 +436,44 @@ impl Supervisor {
             .cgroups_path()
             .as_ref()
             .map(|p| p.display().to_string())
-            .unwrap_or_else(|| format!("berth/{}", self.dir.dir.file_name().and_then(|s| s.to_str()).unwrap_or("x")));
+            .unwrap_or_else(|| {
+                format!(
+                    "berth/{}",
+                    self.dir
+                        .dir
+                        .file_name()
+                        .and_then(|s| s.to_str())
+                        .unwrap_or("x")
+                )
+            });
         let resources = linux.resources().clone().unwrap_or_default();
-        let attempt = || -> std::result::Result<(Cgroup, Vec<Warning>), isolator::cgroups::CgroupError> {
-            let layout = Layout::detect()?;
-            let mut cg = Cgroup::resolve(&layout, &path)?;
-            cg.create()?;
-            let result = (|| {
-                let unapplied = cg.apply(&resources)?;
-                cg.add_pid(pid)?;
-                Ok(unapplied)
-            })();
-            match result {
-                Ok(unapplied) => Ok((
-                    cg,
-                    unapplied
-                        .into_iter()
-                        .map(|u| Warning { what: u.limit, reason: u.reason })
-                        .collect(),
-                )),
-                Err(e) => {
-                    let _ = cg.destroy();
-                    Err(e)
+        let attempt =
+            || -> std::result::Result<(Cgroup, Vec<Warning>), isolator::cgroups::CgroupError> {
+                let layout = Layout::detect()?;
+                let mut cg = Cgroup::resolve(&layout, &path)?;
+                cg.create()?;
+                let result = (|| {
+                    let unapplied = cg.apply(&resources)?;
+                    cg.add_pid(pid)?;
+                    Ok(unapplied)
+                })();
+                match result {
+                    Ok(unapplied) => Ok((
+                        cg,
+                        unapplied
+                            .into_iter()
+                            .map(|u| Warning {
+                                what: u.limit,
+                                reason: u.reason,
+                            })
+                            .collect(),
+                    )),
+                    Err(e) => {
+                        let _ = cg.destroy();
+                        Err(e)
+                    }
                 }
-            }
-        };
+            };
         match attempt() {
             Ok((cg, warnings)) => {
                 self.cgroup = Some(cg);
@@ -443,6 +508,21 @@ impl Supervisor {
         let _ = std::fs::remove_file(self.dir.exec_fifo());
     }
 
+    /// Gives back what set-up needed and the loop does not: the parsed
+    /// spec and filters, free heap, and the file-backed pages of the binary
+    /// and libraries (they stay in the page cache and fault back in if the
+    /// loop needs them). A node runs one supervisor per container, so this
+    /// is what keeps each at a few hundred KiB resident.
+    fn shed_memory(&mut self) {
+        self.seccomp = None;
+        self.spec = Spec::default();
+        // SAFETY: malloc_trim only returns free heap memory to the kernel.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+        release_clean_file_pages();
+    }
+
     /// The poll loop: moves output to the logs and reaps children until the
     /// container's init has exited and its output is drained.
     fn supervise(&mut self) -> ExitInfo {
@@ -450,8 +530,13 @@ impl Supervisor {
         let mut exit: Option<WaitStatus> = None;
         let mut drain_deadline: Option<std::time::Instant> = None;
         loop {
-            let open: Vec<usize> = (0..self.outputs.len()).filter(|i| self.outputs[*i].pipe.is_some()).collect();
-            if exit.is_some() && (open.is_empty() || drain_deadline.is_some_and(|d| std::time::Instant::now() > d)) {
+            let open: Vec<usize> = (0..self.outputs.len())
+                .filter(|i| self.outputs[*i].pipe.is_some())
+                .collect();
+            if exit.is_some()
+                && (open.is_empty()
+                    || drain_deadline.is_some_and(|d| std::time::Instant::now() > d))
+            {
                 break;
             }
             let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
@@ -460,7 +545,11 @@ impl Supervisor {
                     fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
                 }
             }
-            let timeout = if exit.is_some() { PollTimeout::from(100u16) } else { PollTimeout::NONE };
+            let timeout = if exit.is_some() {
+                PollTimeout::from(100u16)
+            } else {
+                PollTimeout::NONE
+            };
             match poll(&mut fds, timeout) {
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(_) => break,
@@ -496,7 +585,9 @@ impl Supervisor {
                                 // init, so the pipes close soon; a process
                                 // outside it may keep them open, so the
                                 // drain is bounded.
-                                drain_deadline = Some(std::time::Instant::now() + std::time::Duration::from_secs(1));
+                                drain_deadline = Some(
+                                    std::time::Instant::now() + std::time::Duration::from_secs(1),
+                                );
                             }
                         }
                     }
@@ -559,4 +650,47 @@ fn requested_limits(res: &oci_spec::runtime::LinuxResources) -> Vec<String> {
         v.push(format!("pids limit {p}"));
     }
     v
+}
+
+/// madvise(MADV_DONTNEED) on every file-backed mapping that holds no
+/// private (copy-on-write) page, per /proc/self/smaps. Such pages are
+/// identical to the file, so dropping them loses nothing; mappings with
+/// anonymous pages (relocated data, RELRO) are left alone.
+fn release_clean_file_pages() {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return;
+    };
+    let mut current: Option<(usize, usize, bool)> = None;
+    let flush = |m: Option<(usize, usize, bool)>| {
+        if let Some((start, end, true)) = m {
+            // SAFETY: the range is a whole mapping of this process, backed
+            // by a file and without private pages: dropping its pages only
+            // makes later accesses re-read them from the file.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+            }
+        }
+    };
+    for line in smaps.lines() {
+        let mut f = line.split_whitespace();
+        let first = f.next().unwrap_or_default();
+        if let Some((a, b)) = first.split_once('-').filter(|_| !first.ends_with(':')) {
+            flush(current.take());
+            let perms = f.next().unwrap_or_default();
+            let path = f.nth(3).unwrap_or_default();
+            let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+            else {
+                continue;
+            };
+            let candidate = path.starts_with('/') && !perms.contains('w');
+            current = Some((start, end, candidate));
+        } else if first == "Anonymous:" {
+            if let Some(m) = current.as_mut() {
+                if f.next().unwrap_or("0") != "0" {
+                    m.2 = false;
+                }
+            }
+        }
+    }
+    flush(current.take());
 }

@@ -43,13 +43,20 @@ pub fn busybox_rootfs() -> PathBuf {
                 std::fs::create_dir_all(root.join(d)).unwrap();
             }
             std::fs::copy(&busybox, root.join("bin/busybox")).unwrap();
-            let out = Command::new(root.join("bin/busybox")).arg("--list").output().unwrap();
+            let out = Command::new(root.join("bin/busybox"))
+                .arg("--list")
+                .output()
+                .unwrap();
             for applet in String::from_utf8_lossy(&out.stdout).lines() {
                 if applet != "busybox" {
                     let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
                 }
             }
-            std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n").unwrap();
+            std::fs::write(
+                root.join("etc/passwd"),
+                "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+            )
+            .unwrap();
             std::fs::write(root.join("etc/group"), "root:x:0:\nnobody:x:65534:\n").unwrap();
             root
         })
@@ -164,10 +171,14 @@ pub fn own_v1_cgroup_dir(controller: &str) -> Option<PathBuf> {
     let path = text.lines().find_map(|l| {
         let mut f = l.splitn(3, ':');
         let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
-        ctrls.split(',').any(|c| c == controller).then(|| path.to_string())
+        ctrls
+            .split(',')
+            .any(|c| c == controller)
+            .then(|| path.to_string())
     })?;
     let base = Path::new("/sys/fs/cgroup").join(controller);
-    base.exists().then(|| base.join(path.trim_start_matches('/')))
+    base.exists()
+        .then(|| base.join(path.trim_start_matches('/')))
 }
 
 /// True when /sys/fs/cgroup is a pure cgroup v2 mount.

@@ -28,10 +28,18 @@ pub struct Args {
 pub fn run(l: &Launcher, a: Args) -> CmdResult {
     let user = match &a.user {
         Some(u) => {
-            let (uid, gid) = u.split_once(':').map(|(u, g)| (u, Some(g))).unwrap_or((u, None));
-            let bad = || launcher::Error::invalid("--user", format!("{u:?} is not UID[:GID] (numbers)"));
+            let (uid, gid) = u
+                .split_once(':')
+                .map(|(u, g)| (u, Some(g)))
+                .unwrap_or((u, None));
+            let bad =
+                || launcher::Error::invalid("--user", format!("{u:?} is not UID[:GID] (numbers)"));
             let uid: u32 = uid.parse().map_err(|_| bad())?;
-            let gid: u32 = gid.map(|g| g.parse()).transpose().map_err(|_| bad())?.unwrap_or(uid);
+            let gid: u32 = gid
+                .map(|g| g.parse())
+                .transpose()
+                .map_err(|_| bad())?
+                .unwrap_or(uid);
             Some((uid, gid))
         }
         None => None,

@@ -14,7 +14,8 @@ pub struct Args {
 }
 
 pub fn run(l: &Launcher, a: Args) -> CmdResult {
-    let sig = super::parse_signal(&a.signal).map_err(|m| Failure::from(launcher::Error::invalid("--signal", m)))?;
+    let sig = super::parse_signal(&a.signal)
+        .map_err(|m| Failure::from(launcher::Error::invalid("--signal", m)))?;
     l.kill(&a.container, sig)?;
     Ok(0)
 }

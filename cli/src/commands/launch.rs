@@ -90,8 +90,13 @@ fn rootless_ids() -> Option<RootlessIds> {
         return None;
     }
     let gid = nix::unistd::getegid().as_raw();
-    let name = nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name).unwrap_or_default();
-    let helpers = std::path::Path::new("/usr/bin/newuidmap").exists() && std::path::Path::new("/usr/bin/newgidmap").exists();
+    let name = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_default();
+    let helpers = std::path::Path::new("/usr/bin/newuidmap").exists()
+        && std::path::Path::new("/usr/bin/newgidmap").exists();
     let range = |f: &str, id: u32| {
         if helpers {
             isolator::idmap::subordinate_range(std::path::Path::new(f), &name, id)
@@ -108,25 +113,39 @@ fn rootless_ids() -> Option<RootlessIds> {
 }
 
 pub fn request(a: &Args) -> Result<LaunchRequest, Failure> {
-    let volumes = a.volumes.iter().map(|v| VolumeMount::parse(v)).collect::<Result<Vec<_>, _>>()?;
+    let volumes = a
+        .volumes
+        .iter()
+        .map(|v| VolumeMount::parse(v))
+        .collect::<Result<Vec<_>, _>>()?;
     let seccomp = match a.seccomp.as_str() {
         "default" => SeccompChoice::Default,
         "unconfined" => SeccompChoice::Unconfined,
         f => {
             let p = PathBuf::from(f);
             if !p.is_file() {
-                return Err(usage("--seccomp", format!("{f:?} is not default, unconfined, or an existing JSON file")));
+                return Err(usage(
+                    "--seccomp",
+                    format!("{f:?} is not default, unconfined, or an existing JSON file"),
+                ));
             }
             SeccompChoice::File(p)
         }
     };
     Ok(LaunchRequest {
         args: a.command.clone(),
-        rootfs: a.rootfs.clone().map(|r| std::fs::canonicalize(&r).unwrap_or(r)),
+        rootfs: a
+            .rootfs
+            .clone()
+            .map(|r| std::fs::canonicalize(&r).unwrap_or(r)),
         cpus: a.cpus,
         memory_mib: a.mem,
         pids: a.pids,
-        net: if a.net == "host" { NetMode::Host } else { NetMode::None },
+        net: if a.net == "host" {
+            NetMode::Host
+        } else {
+            NetMode::None
+        },
         volumes,
         seccomp: Some(seccomp),
         cap_add: a.cap_add.clone(),

@@ -19,7 +19,9 @@ pub struct Args {
 
 /// Copies what was added to `path` since `pos` to `out`; returns the new position.
 fn copy_from(path: &std::path::Path, pos: u64, out: &mut dyn Write) -> u64 {
-    let Ok(mut f) = std::fs::File::open(path) else { return pos };
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return pos;
+    };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
     // Rotated: start over on the new file.
     let pos = if len < pos { 0 } else { pos };

@@ -16,7 +16,11 @@ pub fn parse_signal(s: &str) -> Result<nix::sys::signal::Signal, String> {
         return Signal::try_from(n).map_err(|_| format!("{n} is not a valid signal number"));
     }
     let upper = s.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
     name.parse::<Signal>()
         .map_err(|_| format!("unknown signal {s:?} (use a name such as TERM or KILL, or a number)"))
 }

@@ -46,7 +46,11 @@ pub fn run(l: &Launcher, a: Args) -> CmdResult {
         rows.push(Row {
             id: st.id.clone(),
             name: st.name.clone(),
-            pid: if status == Status::Stopped { None } else { st.init.map(|p| p.pid) },
+            pid: if status == Status::Stopped {
+                None
+            } else {
+                st.init.map(|p| p.pid)
+            },
             status,
             exit_code: exit.as_ref().map(|e| e.exit_code),
             oom_killed: exit.as_ref().is_some_and(|e| e.oom_killed),
@@ -57,7 +61,10 @@ pub fn run(l: &Launcher, a: Args) -> CmdResult {
         });
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&rows).map_err(anyhow::Error::from)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).map_err(anyhow::Error::from)?
+        );
         return Ok(0);
     }
     println!(
@@ -82,8 +89,12 @@ pub fn run(l: &Launcher, a: Args) -> CmdResult {
             status,
             r.created,
             cmd,
-            r.cpu_usage_ns.map(|n| format!("{:.2}s", n as f64 / 1e9)).unwrap_or_else(|| "-".into()),
-            r.memory_bytes.map(super::human_bytes).unwrap_or_else(|| "-".into()),
+            r.cpu_usage_ns
+                .map(|n| format!("{:.2}s", n as f64 / 1e9))
+                .unwrap_or_else(|| "-".into()),
+            r.memory_bytes
+                .map(super::human_bytes)
+                .unwrap_or_else(|| "-".into()),
         );
     }
     Ok(0)

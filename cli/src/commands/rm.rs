@@ -24,7 +24,10 @@ pub fn run(l: &Launcher, a: Args) -> CmdResult {
         }
     }
     match first_err {
-        Some(f) => Err(Failure { code: f.code, message: "some containers were not removed".into() }),
+        Some(f) => Err(Failure {
+            code: f.code,
+            message: "some containers were not removed".into(),
+        }),
         None => Ok(0),
     }
 }
