@@ -25,8 +25,11 @@ pub fn berth_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_berth"))
 }
 
-/// A busybox-static root filesystem, built once per test binary under
-/// target/tmp. Panics with an install hint when busybox-static is missing.
+/// A busybox-static root filesystem, built once under target/tmp and shared
+/// by every test process (nextest runs each test in its own process): it is
+/// built in a private directory and renamed into place, so concurrent
+/// builders never see half of it. Panics with an install hint when
+/// busybox-static is missing.
 pub fn busybox_rootfs() -> PathBuf {
     static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
     ROOTFS
@@ -36,28 +39,42 @@ pub fn busybox_rootfs() -> PathBuf {
                 .map(PathBuf::from)
                 .find(|p| p.exists())
                 .expect("busybox not found: apt-get install busybox-static");
-            let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-                .join(format!("rootfs-busybox-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&root);
-            for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "root", "mnt"] {
-                std::fs::create_dir_all(root.join(d)).unwrap();
+            let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+            let root = tmp.join("rootfs-busybox");
+            if root.join("bin/sh").exists() {
+                return root;
             }
-            std::fs::copy(&busybox, root.join("bin/busybox")).unwrap();
-            let out = Command::new(root.join("bin/busybox"))
+            let build = tmp.join(format!("rootfs-busybox.{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&build);
+            for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "root", "mnt"] {
+                std::fs::create_dir_all(build.join(d)).unwrap();
+            }
+            std::fs::copy(&busybox, build.join("bin/busybox")).unwrap();
+            let out = Command::new(build.join("bin/busybox"))
                 .arg("--list")
                 .output()
                 .unwrap();
             for applet in String::from_utf8_lossy(&out.stdout).lines() {
                 if applet != "busybox" {
-                    let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
+                    let _ = std::os::unix::fs::symlink("busybox", build.join("bin").join(applet));
                 }
             }
             std::fs::write(
-                root.join("etc/passwd"),
+                build.join("etc/passwd"),
                 "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
             )
             .unwrap();
-            std::fs::write(root.join("etc/group"), "root:x:0:\nnobody:x:65534:\n").unwrap();
+            std::fs::write(build.join("etc/group"), "root:x:0:\nnobody:x:65534:\n").unwrap();
+            // /tmp must be world-writable like a real root's.
+            std::fs::set_permissions(
+                build.join("tmp"),
+                std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+            )
+            .unwrap();
+            if std::fs::rename(&build, &root).is_err() {
+                // Another test process won the race; use its copy.
+                let _ = std::fs::remove_dir_all(&build);
+            }
             root
         })
         .clone()
