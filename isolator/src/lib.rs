@@ -11,6 +11,7 @@ pub mod capabilities;
 pub mod cgroups;
 pub mod idmap;
 pub mod namespaces;
+pub mod process;
 pub mod procinfo;
 pub mod rlimits;
 pub mod rootfs;

@@ -378,6 +378,14 @@ impl Launcher {
             // Let the supervisor record the exit before the directory goes.
             let _ = wait_for_exit(&dir, &st, Some(Duration::from_secs(5)));
         }
+        // The supervisor may still be finishing (logs, --rm clean-up);
+        // removing the directory under it would race its last writes.
+        if let Some(s) = st.supervisor.filter(|s| s.is_alive()) {
+            if let Some(fd) = pidfd_open(s.pid) {
+                let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+                let _ = poll(&mut fds, PollTimeout::from(2000u16));
+            }
+        }
         if let Some(cg) = &st.cgroup {
             cg.kill_all()?;
             cg.destroy()?;

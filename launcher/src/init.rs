@@ -71,6 +71,9 @@ pub struct InitConfig<'a> {
     pub stdout: &'a OwnedFd,
     pub stderr: &'a OwnedFd,
     pub in_userns: bool,
+    /// The container's cgroup, whose v1 hierarchies init joins itself
+    /// (the v2/unified one it was born in).
+    pub cgroup: Option<&'a isolator::cgroups::Cgroup>,
 }
 
 /// A failed step: the message and the exit code the container gets.
@@ -89,7 +92,7 @@ impl<E: std::fmt::Display> From<(&str, E)> for InitFailure {
 }
 
 /// The child's entry point; never returns.
-pub fn run(cfg: &InitConfig) -> isize {
+pub fn run(cfg: &InitConfig) -> ! {
     let failure = match setup(cfg) {
         Ok(never) => match never {},
         Err(f) => f,
@@ -124,6 +127,9 @@ fn setup(cfg: &InitConfig) -> Result<std::convert::Infallible, InitFailure> {
 
     stdio(cfg).map_err(|e| ("setting up stdio", e))?;
     wait_for_parent(cfg)?;
+    if let Some(cg) = cfg.cgroup {
+        cg.join_self_v1().map_err(|e| ("joining the cgroup", e))?;
+    }
     become_root_in_userns(cfg).map_err(|e| ("becoming root in the user namespace", e))?;
     for (t, path) in &cfg.plan.join {
         namespaces::join(*t, path).map_err(|e| ("joining namespace", e))?;

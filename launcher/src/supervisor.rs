@@ -103,7 +103,6 @@ pub fn main(args: SupervisorArgs) -> i32 {
         Ok(mut sup) => match sup.create() {
             Ok(pid) => {
                 report(&mut status, &Report::Created { pid });
-                sup.shed_memory();
                 let exit = sup.supervise();
                 sup.finish(&exit);
                 report(&mut status, &Report::Exited(exit));
@@ -328,6 +327,22 @@ impl Supervisor {
         .map_err(|e| Error::sys(format!("opening {}", fifo_path.display()), e))?;
 
         let in_userns = self.plan.has(LinuxNamespaceType::User);
+        // The cgroup exists, with its limits, before init does: init is
+        // born in the v2/unified directory and joins the v1 ones itself
+        // before it runs anything of the user's.
+        st.warnings.extend(self.setup_cgroup(st.rootless)?);
+        st.cgroup = self.cgroup.clone();
+        let cgroup_dir = match self.cgroup.as_ref().and_then(|c| c.unified_dir()) {
+            Some(d) => Some(
+                nix::fcntl::open(
+                    d,
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .map_err(|e| Error::sys(format!("opening {}", d.display()), e))?,
+            ),
+            None => None,
+        };
         let cfg = InitConfig {
             spec: &self.spec,
             plan: &self.plan,
@@ -340,31 +355,32 @@ impl Supervisor {
             stdout: &out_w,
             stderr: &err_w,
             in_userns,
+            cgroup: self.cgroup.as_ref(),
         };
-        // The child's stack; the pages are only touched as it grows.
-        let mut stack = vec![0u8; 1 << 20];
         let flags = self.plan.clone_flags;
         // SAFETY: the supervisor is single-threaded, so the child (a copy of
-        // this process, without CLONE_VM) may run arbitrary code; the stack
-        // outlives the call in the parent and is the child's own copy.
-        let pid = unsafe {
-            nix::sched::clone(
-                Box::new(|| init::run(&cfg)),
-                &mut stack,
-                flags,
-                Some(Signal::SIGCHLD as i32),
-            )
-        }
-        .map_err(|e| Error::sys(format!("clone with {flags:?}"), e))?;
+        // this process) may run arbitrary code; it ends in execve or _exit.
+        let cloned =
+            unsafe { isolator::process::clone_fork(flags, cgroup_dir.as_ref().map(|f| f.as_fd())) }
+                .map_err(|e| Error::sys(format!("clone with {flags:?}"), e))?;
+        let pid = match cloned.forked {
+            isolator::process::Forked::Child => init::run(&cfg),
+            isolator::process::Forked::Parent { child } => child,
+        };
         drop(cfg);
-        drop((sync_child, out_w, err_w, stdin, fifo));
+        drop((sync_child, out_w, err_w, stdin, fifo, cgroup_dir));
         self.init = Some(pid);
         self.outputs = vec![
             Output::open(self.dir.stdout_log(), out_r, self.forward[0].take())?,
             Output::open(self.dir.stderr_log(), err_r, self.forward[1].take())?,
         ];
+        if !cloned.in_cgroup {
+            if let Some(cg) = &self.cgroup {
+                cg.add_pid_unified(pid.as_raw())?;
+            }
+        }
 
-        // Parent side of the set-up: id maps, cgroup, then let init go on.
+        // Parent side of the set-up: id maps, then let init go on.
         if in_userns {
             let linux = self.spec.linux().clone().unwrap_or_default();
             isolator::idmap::write_maps(
@@ -376,9 +392,6 @@ impl Supervisor {
             )
             .map_err(|e| Error::Init(e.to_string()))?;
         }
-        st.warnings
-            .extend(self.setup_cgroup(pid.as_raw(), st.rootless)?);
-        st.cgroup = self.cgroup.clone();
         init::send(sync_parent.as_fd(), &SyncMsg::Continue)
             .map_err(|e| Error::sys("sync with init", e))?;
         match init::recv(sync_parent.as_fd()) {
@@ -427,10 +440,10 @@ impl Supervisor {
         })
     }
 
-    /// Creates the container's cgroup, applies the limits and moves init in.
+    /// Creates the container's cgroup and applies the limits.
     /// Rootless without a delegated cgroup, the limits that cannot be applied
     /// are returned as warnings instead of failing the launch.
-    fn setup_cgroup(&mut self, pid: i32, rootless: bool) -> Result<Vec<Warning>> {
+    fn setup_cgroup(&mut self, rootless: bool) -> Result<Vec<Warning>> {
         let linux = self.spec.linux().clone().unwrap_or_default();
         let path = linux
             .cgroups_path()
@@ -450,14 +463,13 @@ impl Supervisor {
         let attempt =
             || -> std::result::Result<(Cgroup, Vec<Warning>), isolator::cgroups::CgroupError> {
                 let layout = Layout::detect()?;
-                let mut cg = Cgroup::resolve(&layout, &path)?;
+                let mut cg = Cgroup::resolve_with(
+                    &layout,
+                    &path,
+                    isolator::cgroups::ResolveOptions::for_resources(&resources),
+                )?;
                 cg.create()?;
-                let result = (|| {
-                    let unapplied = cg.apply(&resources)?;
-                    cg.add_pid(pid)?;
-                    Ok(unapplied)
-                })();
-                match result {
+                match cg.apply(&resources) {
                     Ok(unapplied) => Ok((
                         cg,
                         unapplied
@@ -529,6 +541,9 @@ impl Supervisor {
         let init = self.init.unwrap_or(Pid::from_raw(-1));
         let mut exit: Option<WaitStatus> = None;
         let mut drain_deadline: Option<std::time::Instant> = None;
+        // Memory is shed once the container has settled, not while the
+        // launcher is still starting it (that would compete for the CPU).
+        let mut shed = false;
         loop {
             let open: Vec<usize> = (0..self.outputs.len())
                 .filter(|i| self.outputs[*i].pipe.is_some())
@@ -547,10 +562,18 @@ impl Supervisor {
             }
             let timeout = if exit.is_some() {
                 PollTimeout::from(100u16)
+            } else if !shed {
+                PollTimeout::from(200u16)
             } else {
                 PollTimeout::NONE
             };
             match poll(&mut fds, timeout) {
+                Ok(0) if !shed && exit.is_none() => {
+                    drop(fds);
+                    self.shed_memory();
+                    shed = true;
+                    continue;
+                }
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(_) => break,
             }
@@ -620,19 +643,23 @@ impl Supervisor {
         for o in &mut self.outputs {
             let _ = o.log.flush();
         }
-        let _ = self.dir.write_exit(exit);
-        if let Ok(mut st) = self.dir.read_state() {
-            st.status = Status::Stopped;
-            let _ = std::fs::remove_file(self.dir.exec_fifo());
-            if st.auto_remove {
-                if let Some(cg) = &st.cgroup {
-                    let _ = cg.kill_all();
-                    let _ = cg.destroy();
-                }
-                let _ = self.root.remove(&st.id, st.name.as_deref());
-            } else {
-                let _ = self.dir.write_state(&st);
+        let _ = std::fs::remove_file(self.dir.exec_fifo());
+        let Ok(mut st) = self.dir.read_state() else {
+            let _ = self.dir.write_exit(exit);
+            return;
+        };
+        if st.auto_remove {
+            if let Some(cg) = &st.cgroup {
+                let _ = cg.kill_all();
+                let _ = cg.destroy();
             }
+            let _ = self.root.remove(&st.id, st.name.as_deref());
+        } else {
+            st.status = Status::Stopped;
+            let _ = self.dir.write_state(&st);
+            // Last: exit.json is what `wait` and `rm` watch for, so nothing
+            // may be written into the directory after it.
+            let _ = self.dir.write_exit(exit);
         }
     }
 }

@@ -344,6 +344,34 @@ impl Cgroup {
         Ok(())
     }
 
+    /// The cgroup v2 directory (pure v2, or the unified hierarchy of a
+    /// hybrid host) a process can be created in directly with clone3's
+    /// CLONE_INTO_CGROUP.
+    pub fn unified_dir(&self) -> Option<&Path> {
+        self.unified.as_ref().map(|u| u.dir.as_path())
+    }
+
+    /// Moves the calling thread into every v1 hierarchy by writing "0" to
+    /// `tasks`. For a single-threaded process that is the whole process,
+    /// and unlike a write to `cgroup.procs` it does not take the kernel's
+    /// global threadgroup lock (whose write side waits for an RCU grace
+    /// period, 10-20 ms). The container's init calls this on itself.
+    pub fn join_self_v1(&self) -> Result<(), CgroupError> {
+        for h in &self.v1 {
+            fsutil::write(&h.dir.join("tasks"), "0")?;
+        }
+        Ok(())
+    }
+
+    /// Moves `pid` into the unified (v2) directory only; the slow path for
+    /// when it could not be created there.
+    pub fn add_pid_unified(&self, pid: i32) -> Result<(), CgroupError> {
+        if let Some(u) = &self.unified {
+            fsutil::write(&u.dir.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
     /// The directory whose `cgroup.procs` is authoritative for membership.
     fn procs_dir(&self) -> Option<&Path> {
         if let Some(u) = &self.unified {
