@@ -299,19 +299,10 @@ impl Launcher {
             return Status::Stopped;
         }
         match st.status {
-            Status::Creating => {
-                if st.supervisor.is_some_and(|s| s.is_alive())
-                    || st.supervisor.is_none()
-                        && st.init.is_none()
-                        && dir.dir.exists()
-                        && !dir.exit().exists()
-                        && is_recent(st.created)
-                {
-                    Status::Creating
-                } else {
-                    Status::Stopped
-                }
-            }
+            // Set-up takes milliseconds; a container still "creating" long
+            // after it was created lost its launcher and supervisor mid-way.
+            Status::Creating if is_recent(st.created) => Status::Creating,
+            Status::Creating => Status::Stopped,
             _ => match st.init {
                 Some(p) if p.is_alive() => {
                     if dir.exec_fifo().exists() {

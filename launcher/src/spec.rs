@@ -455,6 +455,15 @@ pub fn build(req: &LaunchRequest, paths: &SpecPaths) -> Result<Spec> {
         )?);
     }
     for v in &req.volumes {
+        if host_root && !under_writable_mount(&v.destination) && !v.destination.exists() {
+            return Err(Error::invalid(
+                "--volume",
+                format!(
+                    "{} does not exist on the host, whose root the container sees read-only: mount it under {SANDBOX_PATH} or /tmp, or use --rootfs",
+                    v.destination.display()
+                ),
+            ));
+        }
         let mut opts = vec![
             "rbind".to_string(),
             "nosuid".to_string(),
@@ -558,6 +567,12 @@ pub fn build(req: &LaunchRequest, paths: &SpecPaths) -> Result<Spec> {
         .linux(linux.build().map_err(oci)?)
         .build()
         .map_err(oci)
+}
+
+/// Host-root containers get fresh tmpfs mounts at /tmp and /mnt, where
+/// volume mount points can be created.
+fn under_writable_mount(dest: &Path) -> bool {
+    dest.starts_with("/tmp") || dest.starts_with("/mnt")
 }
 
 fn linux_namespaces_with_user(req: &LaunchRequest) -> Result<Vec<LinuxNamespace>> {
@@ -692,6 +707,19 @@ mod tests {
         for t in ["pid", "mount", "uts", "ipc", "network", "cgroup"] {
             assert!(nss.contains(&t.to_string()), "{nss:?}");
         }
+    }
+
+    #[test]
+    fn host_root_volume_needs_an_existing_or_writable_destination() {
+        let mut r = req(&["true"]);
+        r.volumes = vec![VolumeMount::parse("/tmp:/no/such/place").unwrap()];
+        let e = build(&r, &paths()).unwrap_err().to_string();
+        assert!(e.contains("--volume") && e.contains("/no/such/place"), "{e}");
+        r.volumes = vec![VolumeMount::parse("/tmp:/mnt/sandbox/data").unwrap()];
+        assert!(build(&r, &paths()).is_ok());
+        r.rootfs = Some(std::env::temp_dir());
+        r.volumes = vec![VolumeMount::parse("/tmp:/no/such/place").unwrap()];
+        assert!(build(&r, &paths()).is_ok());
     }
 
     #[test]

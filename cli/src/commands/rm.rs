@@ -15,6 +15,10 @@ pub struct Args {
 }
 
 pub fn run(l: &Launcher, a: Args) -> CmdResult {
+    if let [one] = a.containers.as_slice() {
+        l.remove(one, a.force)?;
+        return Ok(0);
+    }
     let mut first_err: Option<Failure> = None;
     for c in &a.containers {
         if let Err(e) = l.remove(c, a.force) {
