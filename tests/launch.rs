@@ -262,3 +262,41 @@ fn ps_json_and_all() {
     }
     assert!(table.contains("exited (0)"), "{table}");
 }
+
+#[test]
+fn foreground_forwards_sigterm_and_returns_the_handlers_exit_code() {
+    require_root!();
+    let b = Berth::new();
+    let rootfs = common::busybox_rootfs();
+    let mut child = b
+        .cmd()
+        .args([
+            "launch",
+            "--name",
+            "fg",
+            "--rootfs",
+            rootfs.to_str().unwrap(),
+            "--",
+        ])
+        .args([
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 42' TERM; echo ready; while :; do sleep 0.05; done",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(common::wait_until(10, || b
+        .run(&["logs", "fg"])
+        .stdout
+        .starts_with(b"ready")));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(42), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "ready\ngot-term\n");
+}

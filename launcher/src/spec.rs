@@ -714,7 +714,10 @@ mod tests {
         let mut r = req(&["true"]);
         r.volumes = vec![VolumeMount::parse("/tmp:/no/such/place").unwrap()];
         let e = build(&r, &paths()).unwrap_err().to_string();
-        assert!(e.contains("--volume") && e.contains("/no/such/place"), "{e}");
+        assert!(
+            e.contains("--volume") && e.contains("/no/such/place"),
+            "{e}"
+        );
         r.volumes = vec![VolumeMount::parse("/tmp:/mnt/sandbox/data").unwrap()];
         assert!(build(&r, &paths()).is_ok());
         r.rootfs = Some(std::env::temp_dir());

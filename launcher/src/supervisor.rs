@@ -153,6 +153,8 @@ struct Output {
     log: File,
     log_path: PathBuf,
     written: u64,
+    /// Rotate when the log would grow past this many bytes.
+    cap: u64,
     forward: Option<File>,
 }
 
@@ -169,6 +171,7 @@ impl Output {
             log,
             log_path: path,
             written,
+            cap: LOG_CAP_BYTES,
             forward,
         })
     }
@@ -196,7 +199,7 @@ impl Output {
     }
 
     fn write(&mut self, data: &[u8]) {
-        if self.written + data.len() as u64 > LOG_CAP_BYTES {
+        if self.written + data.len() as u64 > self.cap {
             let old = self.log_path.with_extension("log.1");
             let _ = std::fs::rename(&self.log_path, old);
             if let Ok(f) = OpenOptions::new()
@@ -720,4 +723,52 @@ fn release_clean_file_pages() {
         }
     }
     flush(current.take());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_rotate_at_the_cap_and_keep_one_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, _w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        let path = dir.path().join("stdout.log");
+        let mut out = Output::open(path.clone(), r, None).unwrap();
+        out.cap = 10;
+        out.write(b"12345678");
+        out.write(b"abcdef");
+        out.write(b"XYZ");
+        assert_eq!(std::fs::read(&path).unwrap(), b"abcdefXYZ");
+        assert_eq!(
+            std::fs::read(dir.path().join("stdout.log.1")).unwrap(),
+            b"12345678"
+        );
+        out.write(b"0123");
+        assert_eq!(std::fs::read(&path).unwrap(), b"0123");
+        assert_eq!(
+            std::fs::read(dir.path().join("stdout.log.1")).unwrap(),
+            b"abcdefXYZ"
+        );
+    }
+
+    #[test]
+    fn supervisor_args_round_trip() {
+        let a = SupervisorArgs {
+            root: "/run/berth".into(),
+            id: "abc".into(),
+            status_fd: Some(5),
+            stdout_fd: None,
+            stderr_fd: Some(7),
+        };
+        let v = a.to_args();
+        assert_eq!(v[0], SUPERVISOR_ARG);
+        let b = SupervisorArgs::parse(&v[1..]).unwrap();
+        assert_eq!(
+            (b.status_fd, b.stdout_fd, b.stderr_fd),
+            (Some(5), None, Some(7))
+        );
+        assert_eq!(b.id, "abc");
+        assert!(SupervisorArgs::parse(&v[2..]).is_none());
+    }
 }
