@@ -268,7 +268,7 @@ fn foreground_forwards_sigterm_and_returns_the_handlers_exit_code() {
     require_root!();
     let b = Berth::new();
     let rootfs = common::busybox_rootfs();
-    let mut child = b
+    let child = b
         .cmd()
         .args([
             "launch",
