@@ -363,9 +363,10 @@ fn mount_one(m: &Mount, ctx: &MountContext) -> Result<()> {
     } else {
         let (fstype, source, flags, data) =
             match typ.as_str() {
-                "sysfs" if !ctx.own_netns => {
-                    // A fresh sysfs needs a network namespace of our own; bind
-                    // the host's instead (read-only), as runc does.
+                "sysfs" if !ctx.own_netns && ctx.in_userns => {
+                    // In a user namespace a fresh sysfs needs a network
+                    // namespace of our own; bind the host's instead
+                    // (read-only), as runc does for rootless containers.
                     create_mount_point(&dest, true)?;
                     sys(
                         "bind-mounting /sys on",
@@ -401,13 +402,34 @@ fn mount_one(m: &Mount, ctx: &MountContext) -> Result<()> {
                 ),
             };
         create_mount_point(&dest, true)?;
-        let r = mount(
+        let mut r = mount(
             Some(source.as_str()),
             &dest,
             Some(fstype),
             flags,
             data.as_deref(),
         );
+        if r == Err(Errno::EBUSY) && flags.contains(MsFlags::MS_RDONLY) {
+            // A filesystem whose superblock is already mounted read-write
+            // (cgroup2, sysfs) cannot be mounted read-only anew: mount it
+            // read-write, then make this mount read-only.
+            r = mount(
+                Some(source.as_str()),
+                &dest,
+                Some(fstype),
+                flags & !MsFlags::MS_RDONLY,
+                data.as_deref(),
+            )
+            .and_then(|()| {
+                mount(
+                    None::<&str>,
+                    &dest,
+                    None::<&str>,
+                    flags | MsFlags::MS_REMOUNT | MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+            });
+        }
         match (fstype, r) {
             (_, Ok(())) => {}
             // Without a cgroup namespace of its own (or where the kernel

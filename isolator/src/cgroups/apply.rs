@@ -217,10 +217,12 @@ impl Applier<'_> {
                 self.write("memory.limit", &dir, "memory.max", &v2_value(l))?;
             }
             let s = swap_to_v2(swap.unwrap_or(0), limit.unwrap_or(0))?;
-            // An implied "unlimited swap" (limit -1) is dropped quietly on a
-            // host without swap; an explicit request is reported.
+            // An explicit swap limit is always written, 0 included: that is
+            // "swap off" (memory+swap equal to memory), and the kernel's
+            // default is "max". An implied "unlimited swap" (limit -1) is
+            // dropped quietly on a host without swap accounting.
             let implied = swap.is_none();
-            if s != 0 && (!implied || fsutil::exists(&dir.join("memory.swap.max"))) {
+            if !implied || (s != 0 && fsutil::exists(&dir.join("memory.swap.max"))) {
                 self.write("memory.swap", &dir, "memory.swap.max", &v2_value(s))?;
             }
             if let Some(r) = m.reservation().filter(|&r| r != 0) {

@@ -468,6 +468,22 @@ fn cgroups_v2_apply_writes_files() {
     );
     let limits: Vec<&str> = un.iter().map(|u| u.limit.as_str()).collect();
     assert_eq!(limits, ["memory.swappiness", "pids.limit"], "{un:?}");
+
+    // Swap equal to the limit means "no swap": memory.swap.max must be
+    // written as 0, not left at the kernel's "max".
+    let off = LinuxResourcesBuilder::default()
+        .memory(
+            LinuxMemoryBuilder::default()
+                .limit(64i64 << 20)
+                .swap(64i64 << 20)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    put(&d.join("memory.swap.max"), "max\n");
+    cg.apply(&off).unwrap();
+    assert_eq!(get(&d.join("memory.swap.max")), "0");
     assert!(
         un[1].reason.contains("pids controller not enabled"),
         "{un:?}"
