@@ -2,7 +2,9 @@
 # Installs what the tests need and runs all of them: formatting, lints,
 # unit tests (unprivileged) and integration tests (real namespaces and
 # cgroups; they need root and are skipped with a printed reason without it).
-# This is the README's test command and what CI runs (.ci/run).
+# The VM tier (tests/vm/run.sh) runs them again in a qemu guest with a pure
+# cgroup v2 hierarchy. This is the README's test command and what CI runs
+# (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +28,15 @@ fi
 start=$(date +%s)
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The VM tier: the same integration tests in a guest with a pure cgroup v2
+# hierarchy (qemu; about a minute). BERTH_SKIP_VM=1 leaves it out.
+if [ "${BERTH_SKIP_VM:-0}" = 1 ]; then
+    echo "vm tier: skipped (BERTH_SKIP_VM=1)"
+elif [ "$(id -u)" != 0 ]; then
+    echo "vm tier: skipped (needs root to install qemu and the kernel package)"
+else
+    bash tests/vm/run.sh
+fi
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --locked --no-fail-fast
 else

@@ -184,9 +184,10 @@ fails=0
 while read -r name exe; do
     echo "VMTEST-START $name"
     t0=$(date +%s)
-    "$exe" --test-threads 2 > /tmp/out.txt 2>&1
-    rc=$?
-    sed "s/^/[$name] /" /tmp/out.txt
+    # Streamed with a prefix so a hang still shows what ran; one test
+    # thread so a test's name is printed before it runs; bounded.
+    { timeout 300 "$exe" --test-threads 1 2>&1; echo "rc=$?" > /tmp/rc; } | sed "s/^/[$name] /"
+    rc=$(sed 's/rc=//' /tmp/rc)
     echo "VMTEST-END $name rc=$rc seconds=$(( $(date +%s) - t0 ))"
     [ $rc = 0 ] || fails=$((fails + 1))
 done < /tests.list
