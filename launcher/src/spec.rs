@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 
 use isolator::capabilities;
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxIdMappingBuilder,
-    LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType,
-    LinuxPidsBuilder, LinuxResourcesBuilder, LinuxSeccomp, Mount, MountBuilder, ProcessBuilder,
-    RootBuilder, Spec, SpecBuilder, UserBuilder,
+    Capability, LinuxBlockIoBuilder, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder,
+    LinuxIdMappingBuilder, LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder,
+    LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, LinuxSeccomp, LinuxThrottleDevice,
+    LinuxThrottleDeviceBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec,
+    SpecBuilder, UserBuilder,
 };
 
 use crate::error::{Error, Result};
@@ -89,6 +90,82 @@ impl VolumeMount {
     }
 }
 
+/// Which block I/O limit an [`IoLimit`] sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoKind {
+    ReadBps,
+    WriteBps,
+    ReadIops,
+    WriteIops,
+}
+
+impl IoKind {
+    pub fn flag(self) -> &'static str {
+        match self {
+            IoKind::ReadBps => "--device-read-bps",
+            IoKind::WriteBps => "--device-write-bps",
+            IoKind::ReadIops => "--device-read-iops",
+            IoKind::WriteIops => "--device-write-iops",
+        }
+    }
+}
+
+/// A block I/O throttle on one device (Docker's --device-read-bps and
+/// friends): `DEVICE:RATE`, RATE in bytes per second with an optional
+/// binary unit (k, m, g: KiB, MiB, GiB) or operations per second.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IoLimit {
+    pub kind: IoKind,
+    pub device: PathBuf,
+    pub major: u64,
+    pub minor: u64,
+    pub rate: u64,
+}
+
+impl IoLimit {
+    pub fn parse(kind: IoKind, s: &str) -> Result<Self> {
+        let bad = |why: String| Error::invalid(kind.flag(), format!("{s:?}: {why}"));
+        let (dev, rate) = s
+            .rsplit_once(':')
+            .ok_or_else(|| bad("expected DEVICE:RATE, e.g. /dev/vda:1m".into()))?;
+        let rate = match kind {
+            IoKind::ReadBps | IoKind::WriteBps => parse_bytes(rate),
+            IoKind::ReadIops | IoKind::WriteIops => rate.parse().ok(),
+        }
+        .filter(|r| *r > 0)
+        .ok_or_else(|| bad(format!("{rate:?} is not a positive rate")))?;
+        let md = std::fs::metadata(dev).map_err(|e| bad(format!("{dev}: {e}")))?;
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        if !md.file_type().is_block_device() {
+            return Err(bad(format!("{dev} is not a block device")));
+        }
+        let rdev = md.rdev();
+        Ok(IoLimit {
+            kind,
+            device: PathBuf::from(dev),
+            major: nix::sys::stat::major(rdev),
+            minor: nix::sys::stat::minor(rdev),
+            rate,
+        })
+    }
+}
+
+/// "1048576", "512k", "10m", "1g", "10MiB", "1mb": binary units, as Docker.
+pub fn parse_bytes(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
 /// What `berth launch` asks for. Every field is validated by
 /// [`LaunchRequest::validate`]; errors name the flag.
 #[derive(Debug, Clone, Default)]
@@ -100,6 +177,8 @@ pub struct LaunchRequest {
     /// Memory limit in MiB (swap off).
     pub memory_mib: Option<u64>,
     pub pids: Option<i64>,
+    /// Block I/O throttles.
+    pub io: Vec<IoLimit>,
     pub net: NetMode,
     pub volumes: Vec<VolumeMount>,
     pub seccomp: Option<SeccompChoice>,
@@ -525,6 +604,31 @@ pub fn build(req: &LaunchRequest, paths: &SpecPaths) -> Result<Spec> {
     if let Some(p) = req.pids {
         resources = resources.pids(LinuxPidsBuilder::default().limit(p).build().map_err(oci)?);
     }
+    if !req.io.is_empty() {
+        let list = |kind: IoKind| -> Result<Vec<LinuxThrottleDevice>> {
+            req.io
+                .iter()
+                .filter(|l| l.kind == kind)
+                .map(|l| {
+                    LinuxThrottleDeviceBuilder::default()
+                        .major(l.major as i64)
+                        .minor(l.minor as i64)
+                        .rate(l.rate)
+                        .build()
+                        .map_err(oci)
+                })
+                .collect()
+        };
+        resources = resources.block_io(
+            LinuxBlockIoBuilder::default()
+                .throttle_read_bps_device(list(IoKind::ReadBps)?)
+                .throttle_write_bps_device(list(IoKind::WriteBps)?)
+                .throttle_read_iops_device(list(IoKind::ReadIops)?)
+                .throttle_write_iops_device(list(IoKind::WriteIops)?)
+                .build()
+                .map_err(oci)?,
+        );
+    }
     let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .resources(resources.build().map_err(oci)?)
@@ -628,6 +732,36 @@ mod tests {
             sandbox: Path::new("/run/berth/x/sandbox"),
             cgroup_path: "berth/x",
         }
+    }
+
+    #[test]
+    fn io_limits_parse_devices_and_rates() {
+        assert_eq!(parse_bytes("1m"), Some(1 << 20));
+        assert_eq!(parse_bytes("10MiB"), Some(10 << 20));
+        assert_eq!(parse_bytes("512k"), Some(512 << 10));
+        assert_eq!(parse_bytes("4096"), Some(4096));
+        assert_eq!(parse_bytes("1q"), None);
+        assert_eq!(parse_bytes("m"), None);
+        // /dev/null is a character device, not a block device.
+        let e = IoLimit::parse(IoKind::WriteBps, "/dev/null:1m")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--device-write-bps") && e.contains("not a block device"),
+            "{e}"
+        );
+        let e = IoLimit::parse(IoKind::ReadIops, "/dev/sda")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("DEVICE:RATE"), "{e}");
+        let e = IoLimit::parse(IoKind::ReadBps, "/no/such:1m")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/no/such"), "{e}");
+        let e = IoLimit::parse(IoKind::ReadBps, "/dev/null:0")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("positive rate"), "{e}");
     }
 
     #[test]

@@ -47,7 +47,8 @@ fi
 
 # --- kernel (cached) ---------------------------------------------------------
 kernel=$vm/vmlinuz
-if [ ! -s "$kernel" ]; then
+modules=$vm/modules
+if [ ! -s "$kernel" ] || [ ! -d "$modules" ]; then
     echo "vm: fetching Debian's cloud kernel"
     [ -n "$(apt-cache policy linux-image-cloud-amd64 2>/dev/null | grep Candidate)" ] || apt-get update -qq
     pkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/{print $2; exit}')
@@ -56,6 +57,11 @@ if [ ! -s "$kernel" ]; then
     (cd "$dl" && apt-get download "$pkg" >/dev/null 2>&1)
     dpkg -x "$dl"/*.deb "$dl/x"
     cp "$dl"/x/boot/vmlinuz-* "$kernel"
+    # virtio-blk is a module in the cloud kernel: the io.max scenario needs it.
+    mkdir -p "$modules"
+    for m in virtio virtio_ring virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk; do
+        find "$dl/x/lib/modules" -name "$m.ko*" -exec cp {} "$modules/" \;
+    done
     echo "$pkg" > "$vm/kernel-version"
     rm -rf "$dl"
 fi
@@ -178,6 +184,19 @@ ip link set lo up 2>/dev/null || ifconfig lo up
 for c in $(cat /sys/fs/cgroup/cgroup.controllers); do
     echo "+$c" > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null
 done
+# The virtio disk, for block I/O limits on a real device.
+for pass in 1 2 3; do
+    for m in virtio virtio_ring virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk; do
+        grep -q "^$m " /proc/modules || insmod /modules/$m.ko 2>/dev/null
+    done
+done
+for i in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/vda ] && break; sleep 0.2; done
+mkdir -p /mnt/disk
+if mount -t ext4 /dev/vda /mnt/disk; then
+    export BERTH_TEST_BLOCK_DIR=/mnt/disk
+else
+    echo "VMTEST-WARNING no virtio disk: block I/O tests will skip"
+fi
 echo "VMTEST-BOOTED kernel=$(uname -r) controllers=$(cat /sys/fs/cgroup/cgroup.subtree_control | tr ' ' ',')"
 mkdir -p __TARGET__/tmp
 fails=0
@@ -198,6 +217,12 @@ EOF
 sed -i "s#__TARGET__#$repo/target#" "$root/stage2"
 chmod +x "$root/init" "$root/stage2"
 cp "$vm/tests.list" "$root/tests.list"
+mkdir -p "$root/modules"
+cp "$modules"/* "$root/modules/"
+# A fresh ext4 disk for the block I/O scenario (virtio-blk in the guest).
+rm -f "$vm/disk.img"
+truncate -s 64M "$vm/disk.img"
+mkfs.ext4 -q -F "$vm/disk.img"
 
 echo "vm: packing initramfs ($(du -sh "$root" | cut -f1))"
 (cd "$root" && find . -print0 | cpio --null -o -H newc --quiet | gzip -1) > "$vm/initramfs.cpio.gz"
@@ -209,6 +234,7 @@ boot() { # accel total-limit boot-limit
     qemu-system-x86_64 \
         -accel "$accel" -cpu "$cpu" -m 2048 -smp 2 \
         -kernel "$kernel" -initrd "$vm/initramfs.cpio.gz" \
+        -drive "file=$vm/disk.img,if=virtio,format=raw" \
         -append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init" \
         -nographic -no-reboot -monitor none -serial stdio </dev/null > "$log" 2>&1 &
     pid=$!

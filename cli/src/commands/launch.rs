@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use launcher::spec::{LaunchRequest, NetMode, RootlessIds, SeccompChoice, VolumeMount};
+use launcher::spec::{
+    IoKind, IoLimit, LaunchRequest, NetMode, RootlessIds, SeccompChoice, VolumeMount,
+};
 use launcher::{CreateOptions, Launcher};
 
 use crate::{CmdResult, Failure};
@@ -24,6 +26,18 @@ pub struct Args {
     /// Maximum number of processes
     #[arg(long)]
     pids: Option<i64>,
+    /// Limit reads from a block device: DEVICE:RATE (bytes/s, k/m/g units)
+    #[arg(long = "device-read-bps", value_name = "DEV:RATE")]
+    device_read_bps: Vec<String>,
+    /// Limit writes to a block device: DEVICE:RATE (bytes/s, k/m/g units)
+    #[arg(long = "device-write-bps", value_name = "DEV:RATE")]
+    device_write_bps: Vec<String>,
+    /// Limit read operations on a block device: DEVICE:IOPS
+    #[arg(long = "device-read-iops", value_name = "DEV:IOPS")]
+    device_read_iops: Vec<String>,
+    /// Limit write operations on a block device: DEVICE:IOPS
+    #[arg(long = "device-write-iops", value_name = "DEV:IOPS")]
+    device_write_iops: Vec<String>,
     /// Network: none (own namespace with lo) or host
     #[arg(long, value_name = "MODE", default_value = "none", value_parser = ["none", "host"])]
     net: String,
@@ -132,6 +146,17 @@ pub fn request(a: &Args) -> Result<LaunchRequest, Failure> {
             SeccompChoice::File(p)
         }
     };
+    let mut io = Vec::new();
+    for (kind, values) in [
+        (IoKind::ReadBps, &a.device_read_bps),
+        (IoKind::WriteBps, &a.device_write_bps),
+        (IoKind::ReadIops, &a.device_read_iops),
+        (IoKind::WriteIops, &a.device_write_iops),
+    ] {
+        for v in values {
+            io.push(IoLimit::parse(kind, v)?);
+        }
+    }
     Ok(LaunchRequest {
         args: a.command.clone(),
         rootfs: a
@@ -141,6 +166,7 @@ pub fn request(a: &Args) -> Result<LaunchRequest, Failure> {
         cpus: a.cpus,
         memory_mib: a.mem,
         pids: a.pids,
+        io,
         net: if a.net == "host" {
             NetMode::Host
         } else {

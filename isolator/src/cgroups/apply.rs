@@ -346,6 +346,78 @@ impl Applier<'_> {
         Ok(())
     }
 
+    /// Block I/O throttles: v2 `io.max` (one line per device with every
+    /// limit of that device), v1 `blkio.throttle.*_device`. Weights are
+    /// reported as not applied.
+    fn block_io(&mut self, b: &oci_spec::runtime::LinuxBlockIo) -> Result<(), CgroupError> {
+        let lists = [
+            (
+                "blockIO.throttleReadBpsDevice",
+                b.throttle_read_bps_device(),
+                "rbps",
+                "blkio.throttle.read_bps_device",
+            ),
+            (
+                "blockIO.throttleWriteBpsDevice",
+                b.throttle_write_bps_device(),
+                "wbps",
+                "blkio.throttle.write_bps_device",
+            ),
+            (
+                "blockIO.throttleReadIOPSDevice",
+                b.throttle_read_iops_device(),
+                "riops",
+                "blkio.throttle.read_iops_device",
+            ),
+            (
+                "blockIO.throttleWriteIOPSDevice",
+                b.throttle_write_iops_device(),
+                "wiops",
+                "blkio.throttle.write_iops_device",
+            ),
+        ];
+        let wanted = lists
+            .iter()
+            .any(|(_, l, _, _)| l.as_ref().is_some_and(|l| !l.is_empty()));
+        if wanted {
+            let controller = if self.v2() { "io" } else { "blkio" };
+            if let Some(dir) = self.dir(controller, "blockIO")? {
+                if self.v2() {
+                    // io.max takes "MAJ:MIN key=value..." per write; keys not
+                    // named keep their current value.
+                    let mut per_device: std::collections::BTreeMap<(i64, i64), Vec<String>> =
+                        Default::default();
+                    for (_, list, key, _) in &lists {
+                        for d in list.iter().flatten() {
+                            per_device
+                                .entry((d.major(), d.minor()))
+                                .or_default()
+                                .push(format!("{key}={}", d.rate()));
+                        }
+                    }
+                    for ((major, minor), limits) in per_device {
+                        let line = format!("{major}:{minor} {}", limits.join(" "));
+                        self.write("blockIO", &dir, "io.max", &line)?;
+                    }
+                } else {
+                    for (limit, list, _, file) in &lists {
+                        for d in list.iter().flatten() {
+                            let line = format!("{}:{} {}", d.major(), d.minor(), d.rate());
+                            self.write(limit, &dir, file, &line)?;
+                        }
+                    }
+                }
+            }
+        }
+        if b.weight().is_some()
+            || b.leaf_weight().is_some()
+            || b.weight_device().as_ref().is_some_and(|w| !w.is_empty())
+        {
+            self.skip("blockIO.weight", "block I/O weights are not supported");
+        }
+        Ok(())
+    }
+
     fn cpu_limits(
         &mut self,
         c: &LinuxCpu,
@@ -480,8 +552,8 @@ impl Cgroup {
                 "device cgroup rules are not enforced by the cgroup layer",
             );
         }
-        if res.block_io().is_some() {
-            a.skip("blockIO", "block I/O limits are not supported");
+        if let Some(b) = res.block_io() {
+            a.block_io(b)?;
         }
         if res
             .hugepage_limits()

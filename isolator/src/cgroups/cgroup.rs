@@ -33,6 +33,8 @@ pub struct ResolveOptions {
     /// requested; v1 cpuset needs `cpuset.cpus`/`mems` copied into every
     /// created level, which is why it is left out by default).
     pub cpuset: bool,
+    /// Also join the v1 blkio hierarchy (only for block I/O throttles).
+    pub blkio: bool,
 }
 
 impl ResolveOptions {
@@ -42,7 +44,17 @@ impl ResolveOptions {
             c.cpus().as_deref().is_some_and(|s| !s.is_empty())
                 || c.mems().as_deref().is_some_and(|s| !s.is_empty())
         });
-        ResolveOptions { cpuset }
+        let blkio = res.block_io().as_ref().is_some_and(|b| {
+            [
+                b.throttle_read_bps_device(),
+                b.throttle_write_bps_device(),
+                b.throttle_read_iops_device(),
+                b.throttle_write_iops_device(),
+            ]
+            .iter()
+            .any(|l| l.as_ref().is_some_and(|l| !l.is_empty()))
+        });
+        ResolveOptions { cpuset, blkio }
     }
 }
 
@@ -219,8 +231,9 @@ impl Cgroup {
         let mut v1 = Vec::new();
         if mode != CgroupMode::V2 {
             for h in layout.v1_hierarchies() {
-                let wanted =
-                    V1_CONTROLLERS.iter().any(|c| h.has(c)) || (opts.cpuset && h.has("cpuset"));
+                let wanted = V1_CONTROLLERS.iter().any(|c| h.has(c))
+                    || (opts.cpuset && h.has("cpuset"))
+                    || (opts.blkio && h.has("blkio"));
                 if wanted {
                     v1.push(place(h)?);
                 }

@@ -140,7 +140,15 @@ fn cgroups_hybrid_layout_and_resolve() {
     // Nothing was created.
     assert!(!fake.p("memory/process_api/e9c9/berth").exists());
 
-    let cg = Cgroup::resolve_with(&layout, "berth/c1", ResolveOptions { cpuset: true }).unwrap();
+    let cg = Cgroup::resolve_with(
+        &layout,
+        "berth/c1",
+        ResolveOptions {
+            cpuset: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(cg.v1_dir("cpuset").unwrap(), fake.p("cpuset/berth/c1"));
 
     // Absolute: from the hierarchy root.
@@ -374,7 +382,7 @@ fn cgroups_v1_apply_writes_files() {
     assert_eq!(get(&cpu.join("cpu.cfs_period_us")), "80000");
     assert_eq!(get(&pids.join("pids.max")), "16");
     let limits: Vec<&str> = un.iter().map(|u| u.limit.as_str()).collect();
-    assert_eq!(limits, ["cpu.cpus/cpu.mems", "blockIO"], "{un:?}");
+    assert_eq!(limits, ["cpu.cpus/cpu.mems", "blockIO.weight"], "{un:?}");
     assert!(un[0].reason.contains("cpuset"), "{un:?}");
 
     // pids <= 0 => max; swap below limit is invalid.
@@ -678,5 +686,87 @@ fn cgroups_v1_cpuset_copied_from_parent() {
         get(&child.join("cpuset.mems")),
         "1\n",
         "non-empty value kept"
+    );
+}
+
+fn throttles() -> LinuxResources {
+    use oci_spec::runtime::LinuxThrottleDeviceBuilder;
+    let dev = |rate: u64| {
+        LinuxThrottleDeviceBuilder::default()
+            .major(254i64)
+            .minor(0i64)
+            .rate(rate)
+            .build()
+            .unwrap()
+    };
+    LinuxResourcesBuilder::default()
+        .block_io(
+            LinuxBlockIoBuilder::default()
+                .throttle_read_bps_device(vec![dev(2 << 20)])
+                .throttle_write_bps_device(vec![dev(1 << 20)])
+                .throttle_write_iops_device(vec![dev(100)])
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn cgroups_v2_block_io_throttles_go_to_io_max() {
+    let (fake, layout) = v2("/svc");
+    let mut cg = Cgroup::resolve(&layout, "c1").unwrap();
+    cg.create().unwrap();
+    let d = fake.p("unified/svc/c1");
+    put(&d.join("cgroup.controllers"), "io memory\n");
+    put(&d.join("io.max"), "");
+    let un = cg.apply(&throttles()).unwrap();
+    assert!(un.is_empty(), "{un:?}");
+    // One write per device with all of its limits.
+    assert_eq!(
+        get(&d.join("io.max")),
+        "254:0 rbps=2097152 wbps=1048576 wiops=100"
+    );
+}
+
+#[test]
+fn cgroups_v1_block_io_throttles_need_the_blkio_hierarchy() {
+    let fake = Fake::new(&["memory", "blkio"]);
+    let mi = fake.mountinfo(&[
+        ("memory", "cgroup", "rw,memory"),
+        ("blkio", "cgroup", "rw,blkio"),
+    ]);
+    let layout = Layout::from_parts(&mi, "3:blkio:/\n2:memory:/\n").unwrap();
+    let res = throttles();
+    // Without the option the hierarchy is not joined and the limit says so.
+    let mut plain = Cgroup::resolve(&layout, "berth/a").unwrap();
+    plain.create().unwrap();
+    let un = plain.apply(&res).unwrap();
+    assert_eq!(un.len(), 1, "{un:?}");
+    assert!(un[0].reason.contains("blkio"), "{un:?}");
+    let mut cg =
+        Cgroup::resolve_with(&layout, "berth/b", ResolveOptions::for_resources(&res)).unwrap();
+    cg.create().unwrap();
+    let d = fake.p("blkio/berth/b");
+    for f in [
+        "blkio.throttle.read_bps_device",
+        "blkio.throttle.write_bps_device",
+        "blkio.throttle.write_iops_device",
+    ] {
+        put(&d.join(f), "");
+    }
+    let un = cg.apply(&res).unwrap();
+    assert!(un.is_empty(), "{un:?}");
+    assert_eq!(
+        get(&d.join("blkio.throttle.read_bps_device")),
+        "254:0 2097152"
+    );
+    assert_eq!(
+        get(&d.join("blkio.throttle.write_bps_device")),
+        "254:0 1048576"
+    );
+    assert_eq!(
+        get(&d.join("blkio.throttle.write_iops_device")),
+        "254:0 100"
     );
 }
