@@ -40,6 +40,8 @@ pub struct Inspection {
     pub uid_map: Vec<IdMap>,
     pub gid_map: Vec<IdMap>,
     pub volumes: Vec<VolumeInfo>,
+    /// Block I/O throttles from config.json.
+    pub io_limits: Vec<IoLimitInfo>,
     pub mounts: Vec<MountEntry>,
     pub warnings: Vec<Warning>,
 }
@@ -91,6 +93,15 @@ pub struct SeccompInfo {
 pub struct UserInfo {
     pub uid: u32,
     pub gid: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IoLimitInfo {
+    /// "MAJOR:MINOR"
+    pub device: String,
+    /// read_bps, write_bps, read_iops or write_iops
+    pub kind: &'static str,
+    pub rate: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -176,6 +187,27 @@ impl Launcher {
                 }
             })
             .collect();
+        let mut io_limits = Vec::new();
+        if let Some(b) = linux
+            .resources()
+            .as_ref()
+            .and_then(|r| r.block_io().as_ref())
+        {
+            for (kind, list) in [
+                ("read_bps", b.throttle_read_bps_device()),
+                ("write_bps", b.throttle_write_bps_device()),
+                ("read_iops", b.throttle_read_iops_device()),
+                ("write_iops", b.throttle_write_iops_device()),
+            ] {
+                for d in list.iter().flatten() {
+                    io_limits.push(IoLimitInfo {
+                        device: format!("{}:{}", d.major(), d.minor()),
+                        kind,
+                        rate: d.rate(),
+                    });
+                }
+            }
+        }
         let supervisor = st.supervisor.map(|s| {
             let alive = s.is_alive();
             SupervisorInfo {
@@ -223,6 +255,7 @@ impl Launcher {
             uid_map: live.as_ref().map(|l| l.uid_map.clone()).unwrap_or_default(),
             gid_map: live.as_ref().map(|l| l.gid_map.clone()).unwrap_or_default(),
             volumes,
+            io_limits,
             mounts: live.map(|l| l.mounts).unwrap_or_default(),
             warnings: st.warnings.clone(),
         })
