@@ -8,7 +8,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{stderr, stdout, wait_until, Berth};
@@ -118,42 +118,6 @@ fn read_key(p: &Path, key: &str) -> Option<u64> {
         let (k, v) = l.split_once(' ')?;
         (k == key).then(|| v.trim().parse().ok()).flatten()
     })
-}
-
-/// Runs `cmd` with a deadline; kills it (by pid: we started it) and fails
-/// the test if it does not finish in time.
-fn output_within(mut cmd: Command, secs: u64) -> Output {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawning");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut out, &mut v);
-        v
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut err, &mut v);
-        v
-    });
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {secs} s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: t_out.join().unwrap(),
-        stderr: t_err.join().unwrap(),
-    }
 }
 
 fn launch_cmd(b: &Berth, extra: &[&str], cmd: &[&str]) -> Command {
@@ -352,7 +316,7 @@ fn memory_limit_is_enforced_by_the_oom_killer() {
     // init itself doubles a string: 32 MiB is exceeded at 2^25 bytes. The
     // loop stops at 2^26 (64 MiB) so a missing limit cannot eat the host.
     let hog = "i=0; x=a; while [ $i -lt 26 ]; do x=$x$x; i=$((i+1)); done; echo survived";
-    let out = output_within(launch_cmd(&b, &["--mem", "32"], &["sh", "-c", hog]), 60);
+    let out = common::output_within(launch_cmd(&b, &["--mem", "32"], &["sh", "-c", hog]), 60);
     assert!(
         !stdout(&out).contains("survived"),
         "the hog finished under a 32 MiB limit: {}",
@@ -647,12 +611,7 @@ fn block_io_writes_are_throttled() {
     );
     let took = started.elapsed();
     let i = b.inspect(id);
-    let dirs: Vec<PathBuf> = i["cgroup"]["dirs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| PathBuf::from(d.as_str().unwrap()))
-        .collect();
+    let dirs: Vec<PathBuf> = common::cgroup_dirs(&i);
     let (file, expect) = if common::is_cgroup_v2() {
         ("io.max", "wbps=1048576")
     } else {

@@ -3,8 +3,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use common::{stderr, stdout, Berth};
 
@@ -18,44 +17,6 @@ fn runc() -> Option<PathBuf> {
         ])
         .map(|d| d.join("runc"))
         .find(|p| p.is_file())
-}
-
-/// Runs `cmd` with a deadline; kills it (by pid: we started it) and fails
-/// the test when it does not finish in time.
-fn output_within(mut cmd: Command, secs: u64) -> Output {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawning");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut out, &mut v);
-        v
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut err, &mut v);
-        v
-    });
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {secs} s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: t_out.join().unwrap(),
-        stderr: t_err.join().unwrap(),
-    }
 }
 
 /// Removes the runc container (if runc still lists it) on drop.
@@ -213,7 +174,7 @@ fn runc_runs_a_bundle_berth_wrote() {
         .arg("--bundle")
         .arg(&bundle)
         .arg(&rid);
-    let out = output_within(cmd, 20);
+    let out = common::output_within(cmd, 20);
     assert_eq!(
         out.status.code(),
         Some(0),

@@ -933,12 +933,7 @@ fn orphans_are_reaped_with_the_container() {
 
     let i = b.inspect(&id);
     let supervisor = i["supervisor"]["pid"].as_i64().unwrap() as i32;
-    let dirs: Vec<PathBuf> = i["cgroup"]["dirs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| PathBuf::from(d.as_str().unwrap()))
-        .collect();
+    let dirs: Vec<PathBuf> = common::cgroup_dirs(&i);
     assert!(!dirs.is_empty(), "{i}");
     let procs = |d: &Path| -> Vec<i32> {
         std::fs::read_to_string(d.join("cgroup.procs"))

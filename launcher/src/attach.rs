@@ -21,19 +21,12 @@ use crate::supervisor::Report;
 /// Streams the attached output to our stdout/stderr until the container
 /// exits; forwards termination signals to its init.
 pub fn run_foreground(created: &mut Created) -> Result<ExitInfo> {
-    let mut mask = SigSet::empty();
-    for s in [
+    let signals = signal_fd(&[
         Signal::SIGINT,
         Signal::SIGTERM,
         Signal::SIGHUP,
         Signal::SIGQUIT,
-    ] {
-        mask.add(s);
-    }
-    mask.thread_block()
-        .map_err(|e| Error::sys("blocking signals", e))?;
-    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-        .map_err(|e| Error::sys("creating signalfd", e))?;
+    ])?;
     let init = Pid::from_raw(created.pid);
     let mut out_open = created.stdout.is_some();
     let mut err_open = created.stderr.is_some();
@@ -91,6 +84,19 @@ pub fn run_foreground(created: &mut Created) -> Result<ExitInfo> {
             }
         }
     }
+}
+
+/// Blocks `signals` for this (single-threaded) process and returns a
+/// non-blocking signalfd that delivers them, for a poll(2) loop.
+pub fn signal_fd(signals: &[Signal]) -> Result<SignalFd> {
+    let mut mask = SigSet::empty();
+    for s in signals {
+        mask.add(*s);
+    }
+    mask.thread_block()
+        .map_err(|e| Error::sys("blocking signals", e))?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(|e| Error::sys("creating signalfd", e))
 }
 
 fn pump(src: Option<&mut std::fs::File>, dst: &mut dyn Write, buf: &mut [u8]) -> bool {

@@ -132,8 +132,8 @@ impl Launcher {
         self.spawn(id, dir, opts, req.rootless.is_some())
     }
 
-    /// Creates a container from an existing bundle's config.json (the
-    /// bundle is copied into the state directory). Used by the runtime verbs.
+    /// Records the new container and starts its supervisor, which creates
+    /// init from the bundle's config.json; returns once init is created.
     fn spawn(
         &self,
         id: &str,

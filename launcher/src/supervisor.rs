@@ -18,8 +18,8 @@ use isolator::seccomp::CompiledSeccomp;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{kill, SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::signalfd::SignalFd;
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -246,19 +246,12 @@ impl Supervisor {
         unsafe {
             let _ = nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn);
         }
-        let mut mask = SigSet::empty();
-        for s in [
+        let signals = crate::attach::signal_fd(&[
             Signal::SIGCHLD,
             Signal::SIGTERM,
             Signal::SIGINT,
             Signal::SIGHUP,
-        ] {
-            mask.add(s);
-        }
-        mask.thread_block()
-            .map_err(|e| Error::sys("blocking signals", e))?;
-        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-            .map_err(|e| Error::sys("creating signalfd", e))?;
+        ])?;
 
         let spec = Spec::load(dir.config())
             .map_err(|e| Error::Spec(format!("loading {}: {e}", dir.config().display())))?;
