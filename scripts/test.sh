@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the tests need and runs all of them: formatting, lints,
+# Installs what the tests need (busybox-static, runc, uidmap, xfsprogs,
+# qemu) and runs all of them: formatting, lints,
 # unit tests (unprivileged) and integration tests (real namespaces and
 # cgroups; they need root and are skipped with a printed reason without it).
 # The VM tier (tests/vm/run.sh) runs them again in a qemu guest with a pure
@@ -14,6 +15,10 @@ command -v runc >/dev/null || need+=(runc)
 command -v newuidmap >/dev/null || need+=(uidmap)
 command -v setpriv >/dev/null || need+=(util-linux)
 command -v python3 >/dev/null || need+=(python3)
+command -v mkfs.xfs >/dev/null || need+=(xfsprogs)
+command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+command -v cpio >/dev/null || need+=(cpio)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         echo "installing: ${need[*]}"

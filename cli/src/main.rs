@@ -22,6 +22,10 @@ struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     root: Option<PathBuf>,
 
+    /// Where persistent volumes live (default: /var/lib/berth/volumes as root)
+    #[arg(long, global = true, value_name = "DIR", env = "BERTH_VOLUME_ROOT")]
+    volume_root: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -44,6 +48,8 @@ enum Command {
     Wait(commands::wait::Args),
     /// Remove containers
     Rm(commands::rm::Args),
+    /// Manage persistent volumes (create, ls, inspect, resize, rm)
+    Volume(commands::volume::Args),
 }
 
 /// An error with the exit code it should produce.
@@ -91,10 +97,13 @@ fn main() -> ExitCode {
     let root = cli
         .root
         .unwrap_or_else(launcher::state::StateRoot::default_path);
+    let volume_root = cli
+        .volume_root
+        .unwrap_or_else(commands::volume::default_root);
     let result = (|| -> CmdResult {
         let l = launcher::Launcher::open(root)?;
         match cli.command {
-            Command::Launch(a) => commands::launch::run(&l, *a),
+            Command::Launch(a) => commands::launch::run(&l, &volume_root, *a),
             Command::Ps(a) => commands::ps::run(&l, a),
             Command::Inspect(a) => commands::inspect::run(&l, a),
             Command::Logs(a) => commands::logs::run(&l, a),
@@ -102,6 +111,7 @@ fn main() -> ExitCode {
             Command::Kill(a) => commands::kill::run(&l, a),
             Command::Wait(a) => commands::wait::run(&l, a),
             Command::Rm(a) => commands::rm::run(&l, a),
+            Command::Volume(a) => commands::volume::run(&l, &volume_root, a),
         }
     })();
     match result {

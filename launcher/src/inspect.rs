@@ -106,6 +106,8 @@ pub struct IoLimitInfo {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct VolumeInfo {
+    /// The named volume mounted here, if it is one.
+    pub name: Option<String>,
     pub source: PathBuf,
     pub destination: PathBuf,
     pub read_only: bool,
@@ -176,7 +178,16 @@ impl Launcher {
             })
             .map(|m| {
                 let source = m.source().clone().unwrap_or_default();
+                let name = spec.annotations().as_ref().and_then(|a| {
+                    a.get(&format!(
+                        "{}{}",
+                        crate::spec::VOLUME_ANNOTATION,
+                        m.destination().display()
+                    ))
+                    .cloned()
+                });
                 VolumeInfo {
+                    name,
                     usage_bytes: dir_usage(&source, 100_000),
                     read_only: m
                         .options()

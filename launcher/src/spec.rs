@@ -20,6 +20,10 @@ use crate::error::{Error, Result};
 /// The runtime-spec version Berth writes.
 pub const OCI_VERSION: &str = "1.2.0";
 
+/// Annotation prefix recording which named volume is mounted where:
+/// `berth.volume:/data` = `db`.
+pub const VOLUME_ANNOTATION: &str = "berth.volume:";
+
 /// Where a host-root container's sandbox appears.
 pub const SANDBOX_PATH: &str = "/mnt/sandbox";
 
@@ -193,6 +197,8 @@ pub struct LaunchRequest {
     /// Parent of the container's cgroup ("berth" by default); relative
     /// paths are placed under the caller's own cgroup, as runc does.
     pub cgroup_parent: String,
+    /// Annotations for config.json (e.g. which named volume is where).
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 /// Ids for a rootless container: the caller's, plus subordinate ranges.
@@ -664,6 +670,12 @@ pub fn build(req: &LaunchRequest, paths: &SpecPaths) -> Result<Spec> {
 
     SpecBuilder::default()
         .version(OCI_VERSION)
+        .annotations(
+            req.annotations
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<std::collections::HashMap<_, _>>(),
+        )
         .root(root)
         .process(process)
         .hostname(req.hostname.clone().unwrap_or_else(|| "berth".to_string()))

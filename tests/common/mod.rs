@@ -85,6 +85,9 @@ pub fn busybox_rootfs() -> PathBuf {
 /// container it knows of is force-removed on drop.
 pub struct Berth {
     pub root: tempfile::TempDir,
+    /// A private volume store (BERTH_VOLUME_ROOT).
+    pub volume_root: PathBuf,
+    _volume_dir: tempfile::TempDir,
 }
 
 impl Berth {
@@ -93,12 +96,28 @@ impl Berth {
             .prefix("berth-test-")
             .tempdir()
             .unwrap();
-        Berth { root }
+        let dir = tempfile::Builder::new()
+            .prefix("berth-volumes-")
+            .tempdir()
+            .unwrap();
+        Berth {
+            volume_root: dir.path().join("store"),
+            root,
+            _volume_dir: dir,
+        }
+    }
+
+    /// The same, with the volume store at `path` (e.g. on a test XFS).
+    pub fn with_volume_root(path: PathBuf) -> Self {
+        let mut b = Berth::new();
+        b.volume_root = path;
+        b
     }
 
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(berth_bin());
         c.arg("--root").arg(self.root.path());
+        c.env("BERTH_VOLUME_ROOT", &self.volume_root);
         c.stdin(Stdio::null());
         c
     }
@@ -170,6 +189,17 @@ impl Drop for Berth {
     fn drop(&mut self) {
         for id in self.ids() {
             let _ = self.run(&["rm", "-f", &id]);
+        }
+        // Volumes may hold loop mounts: remove them through berth.
+        if self.volume_root.exists() {
+            let out = self.run(&["volume", "ls", "--json"]);
+            if let Ok(serde_json::Value::Array(vols)) = serde_json::from_slice(&out.stdout) {
+                for v in vols {
+                    if let Some(name) = v["name"].as_str() {
+                        let _ = self.run(&["volume", "rm", name]);
+                    }
+                }
+            }
         }
     }
 }

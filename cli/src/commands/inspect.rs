@@ -170,7 +170,11 @@ fn print_text(i: &Inspection) {
         println!("Volumes:");
         for v in &i.volumes {
             println!(
-                "  {} -> {} ({}, used {})",
+                "  {}{} -> {} ({}, used {})",
+                v.name
+                    .as_ref()
+                    .map(|n| format!("{n} at "))
+                    .unwrap_or_default(),
                 v.source.display(),
                 v.destination.display(),
                 if v.read_only { "ro" } else { "rw" },

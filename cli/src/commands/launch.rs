@@ -41,7 +41,7 @@ pub struct Args {
     /// Network: none (own namespace with lo) or host
     #[arg(long, value_name = "MODE", default_value = "none", value_parser = ["none", "host"])]
     net: String,
-    /// Bind mount /host/path:/ctr/path[:ro]
+    /// Mount a named volume (NAME:/ctr/path[:ro]) or a host path (/host/path:/ctr/path[:ro])
     #[arg(long = "volume", short = 'v', value_name = "SRC:DST[:ro]")]
     volumes: Vec<String>,
     /// Seccomp profile: default, unconfined, or an OCI linux.seccomp JSON file
@@ -126,12 +126,24 @@ fn rootless_ids() -> Option<RootlessIds> {
     })
 }
 
-pub fn request(a: &Args) -> Result<LaunchRequest, Failure> {
-    let volumes = a
-        .volumes
-        .iter()
-        .map(|v| VolumeMount::parse(v))
-        .collect::<Result<Vec<_>, _>>()?;
+pub fn request(a: &Args, volume_root: &std::path::Path) -> Result<LaunchRequest, Failure> {
+    let mut volumes = Vec::new();
+    let mut annotations = std::collections::BTreeMap::new();
+    for v in &a.volumes {
+        let (resolved, name) = super::volume::resolve_volume_flag(volume_root, v)?;
+        let mount = VolumeMount::parse(&resolved)?;
+        if let Some(name) = name {
+            annotations.insert(
+                format!(
+                    "{}{}",
+                    launcher::spec::VOLUME_ANNOTATION,
+                    mount.destination.display()
+                ),
+                name,
+            );
+        }
+        volumes.push(mount);
+    }
     let seccomp = match a.seccomp.as_str() {
         "default" => SeccompChoice::Default,
         "unconfined" => SeccompChoice::Unconfined,
@@ -182,11 +194,12 @@ pub fn request(a: &Args) -> Result<LaunchRequest, Failure> {
         hostname: a.hostname.clone(),
         rootless: rootless_ids(),
         cgroup_parent: a.cgroup_parent.clone(),
+        annotations,
     })
 }
 
-pub fn run(l: &Launcher, a: Args) -> CmdResult {
-    let req = request(&a)?;
+pub fn run(l: &Launcher, volume_root: &std::path::Path, a: Args) -> CmdResult {
+    let req = request(&a, volume_root)?;
     let opts = CreateOptions {
         name: a.name.clone(),
         auto_remove: a.rm,

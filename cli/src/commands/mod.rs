@@ -7,6 +7,7 @@ pub mod launch;
 pub mod logs;
 pub mod ps;
 pub mod rm;
+pub mod volume;
 pub mod wait;
 
 /// Parses a signal given as a name ("KILL", "SIGKILL", "sigterm") or number.
