@@ -195,3 +195,111 @@ fn dir_backend_reports_usage_without_enforcement() {
         "{text}"
     );
 }
+
+/// A loop-mounted test filesystem with project quota, unmounted on drop.
+struct QuotaFs {
+    mnt: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl QuotaFs {
+    /// `kind` is "xfs" or "ext4". Err(reason) when this host cannot make one.
+    fn make(kind: &str) -> Result<QuotaFs, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-qfs-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let image = dir.path().join("fs.img");
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).map_err(|e| e.to_string())?;
+        std::fs::File::create(&image)
+            .and_then(|f| f.set_len(300 << 20))
+            .map_err(|e| e.to_string())?;
+        let (mkfs, args): (&str, &[&str]) = match kind {
+            "xfs" => ("mkfs.xfs", &["-q", "-f"]),
+            _ => ("mkfs.ext4", &["-q", "-F", "-O", "quota,project"]),
+        };
+        let out = std::process::Command::new(mkfs)
+            .args(args)
+            .arg(&image)
+            .output()
+            .map_err(|e| format!("{mkfs}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("{mkfs}: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        let out = std::process::Command::new("mount")
+            .args(["-o", "loop,prjquota"])
+            .arg(&image)
+            .arg(&mnt)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "mount -o prjquota: {} (does the kernel have quota support? see dmesg)",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(QuotaFs { mnt, _dir: dir })
+    }
+}
+
+impl Drop for QuotaFs {
+    fn drop(&mut self) {
+        // mount -o loop sets autoclear: the loop device goes with the mount.
+        let _ = std::process::Command::new("umount").arg(&self.mnt).status();
+    }
+}
+
+/// The project-quota backends, end to end: `auto` picks the quota of the
+/// filesystem the store is on, and a container writing past the size gets
+/// ENOSPC (XFS) or EDQUOT (ext4). This kernel may lack quota support; the
+/// VM tier's kernel has it.
+#[test]
+fn project_quota_backends_enforce_the_size_in_containers() {
+    require_root!();
+    for (kind, enforcement, error) in [
+        ("xfs", "xfs_project_quota", "No space left on device"),
+        ("ext4", "ext4_project_quota", "Disk quota exceeded"),
+    ] {
+        let fs = match QuotaFs::make(kind) {
+            Ok(fs) => fs,
+            Err(why) => {
+                eprintln!("skipped: {kind} with prjquota: {why}");
+                continue;
+            }
+        };
+        {
+            let b = Berth::with_volume_root(fs.mnt.join("store"));
+            b.ok(&["volume", "create", "q", "--size", "8MiB"]);
+            let v: serde_json::Value =
+                serde_json::from_str(&b.ok(&["volume", "inspect", "--json", "q"])).unwrap();
+            assert!(
+                v["enforcement"].to_string().contains(enforcement),
+                "{kind}: {v}"
+            );
+            let out = b.launch_busybox(
+                &["--rm", "--volume", "q:/data"],
+                &[
+                    "sh",
+                    "-c",
+                    "echo kept > /data/kept; dd if=/dev/zero of=/data/big bs=1M count=32 2>&1",
+                ],
+            );
+            assert!(stdout(&out).contains(error), "{kind}: {}", stdout(&out));
+            let out = b.launch_busybox(&["--rm", "--volume", "q:/data"], &["cat", "/data/kept"]);
+            assert_eq!(stdout(&out), "kept\n", "{kind}: {}", stderr(&out));
+            b.ok(&["volume", "resize", "q", "--size", "64MiB"]);
+            let out = b.launch_busybox(
+                &["--rm", "--volume", "q:/data"],
+                &["sh", "-c", "rm /data/big; dd if=/dev/zero of=/data/big bs=1M count=32 2>/dev/null && echo ok"],
+            );
+            assert_eq!(
+                stdout(&out),
+                "ok\n",
+                "{kind} after resize: {}",
+                stderr(&out)
+            );
+            b.ok(&["volume", "rm", "q"]);
+        }
+    }
+}
