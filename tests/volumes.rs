@@ -303,3 +303,47 @@ fn project_quota_backends_enforce_the_size_in_containers() {
         }
     }
 }
+
+/// `--backend dir --kill-over-size`: nothing stops the writes, but the
+/// supervisor measures the volume and kills the container once it is over
+/// its size (Mesos' disk isolator), and says why.
+#[test]
+fn dir_backend_kills_containers_over_the_size_when_asked() {
+    require_root!();
+    let b = Berth::new();
+    b.ok(&[
+        "volume",
+        "create",
+        "capped",
+        "--size",
+        "4MiB",
+        "--backend",
+        "dir",
+        "--kill-over-size",
+    ]);
+    let id = b.detach_busybox(
+        &["--volume", "capped:/data"],
+        &[
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/data/f bs=1M count=6 2>/dev/null; echo wrote; sleep 60",
+        ],
+    );
+    let id = id.trim();
+    let out = common::output_within(
+        {
+            let mut c = b.cmd();
+            c.args(["wait", id]);
+            c
+        },
+        20,
+    );
+    assert_eq!(stdout(&out).trim(), "137", "{}", stderr(&out));
+    let i = b.inspect(id);
+    let note = i["exit"]["note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("/data") && note.contains("over its size"),
+        "{i}"
+    );
+    assert_eq!(b.ok(&["logs", id]), "wrote\n");
+}

@@ -24,6 +24,11 @@ pub const OCI_VERSION: &str = "1.2.0";
 /// `berth.volume:/data` = `db`.
 pub const VOLUME_ANNOTATION: &str = "berth.volume:";
 
+/// Annotation prefix asking the supervisor to kill the container when the
+/// (unenforced) volume mounted at the destination grows past a size:
+/// `berth.volume-limit:/data` = bytes.
+pub const VOLUME_LIMIT_ANNOTATION: &str = "berth.volume-limit:";
+
 /// Where a host-root container's sandbox appears.
 pub const SANDBOX_PATH: &str = "/mnt/sandbox";
 

@@ -234,7 +234,25 @@ struct Supervisor {
     outputs: Vec<Output>,
     forward: [Option<File>; 2],
     failure_code: Option<i32>,
+    /// Unenforced volumes whose users are killed when over their size.
+    watches: Vec<SizeWatch>,
+    /// Why the supervisor killed the container, if it did.
+    kill_note: Option<String>,
 }
+
+/// A volume without an enforced size (Mesos' disk isolator semantics):
+/// its usage is measured periodically and the container is killed when it
+/// goes over `limit`. Declared in config.json with the annotation
+/// [`crate::spec::VOLUME_LIMIT_ANNOTATION`]`<destination>` = bytes.
+#[derive(Debug, Clone)]
+struct SizeWatch {
+    source: PathBuf,
+    destination: String,
+    limit: u64,
+}
+
+/// How often unenforced volumes are measured.
+const SIZE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Supervisor {
     fn prepare(root: &StateRoot, dir: ContainerDir, forward: [Option<File>; 2]) -> Result<Self> {
@@ -262,7 +280,10 @@ impl Supervisor {
             Some(profile) => Some(isolator::seccomp::compile(profile)?),
             None => None,
         };
+        let watches = size_watches(&spec);
         Ok(Supervisor {
+            watches,
+            kill_note: None,
             root: root.clone(),
             dir,
             spec,
@@ -540,6 +561,7 @@ impl Supervisor {
         // Memory is shed once the container has settled, not while the
         // launcher is still starting it (that would compete for the CPU).
         let mut shed = false;
+        let mut last_size_check = std::time::Instant::now();
         loop {
             let open: Vec<usize> = (0..self.outputs.len())
                 .filter(|i| self.outputs[*i].pipe.is_some())
@@ -560,6 +582,8 @@ impl Supervisor {
                 PollTimeout::from(100u16)
             } else if !shed {
                 PollTimeout::from(200u16)
+            } else if !self.watches.is_empty() {
+                PollTimeout::from(SIZE_CHECK_INTERVAL.as_millis() as u16)
             } else {
                 PollTimeout::NONE
             };
@@ -578,6 +602,10 @@ impl Supervisor {
                 .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
                 .collect();
             drop(fds);
+            if exit.is_none() && last_size_check.elapsed() >= SIZE_CHECK_INTERVAL {
+                last_size_check = std::time::Instant::now();
+                self.check_sizes(init);
+            }
             for (k, i) in open.iter().enumerate() {
                 if ready[k + 1] {
                     self.outputs[*i].pump();
@@ -629,7 +657,34 @@ impl Supervisor {
             signal,
             oom_killed,
             finished_at: crate::state::now_nanos(),
-            note: None,
+            note: self.kill_note.clone(),
+        }
+    }
+
+    /// Kills the container when an unenforced volume is over its size.
+    fn check_sizes(&mut self, init: Pid) {
+        if self.kill_note.is_some() {
+            return;
+        }
+        for w in &self.watches {
+            let Some(used) = crate::inspect::dir_usage(&w.source, 1_000_000) else {
+                continue;
+            };
+            if used > w.limit {
+                self.kill_note = Some(format!(
+                    "killed: the volume at {} used {used} bytes, over its size of {} bytes",
+                    w.destination, w.limit
+                ));
+                match &self.cgroup {
+                    Some(cg) => {
+                        let _ = cg.kill_all();
+                    }
+                    None => {
+                        let _ = kill(init, Signal::SIGKILL);
+                    }
+                }
+                return;
+            }
         }
     }
 
@@ -658,6 +713,31 @@ impl Supervisor {
             let _ = self.dir.write_exit(exit);
         }
     }
+}
+
+/// The size watches config.json asks for.
+fn size_watches(spec: &Spec) -> Vec<SizeWatch> {
+    let Some(annotations) = spec.annotations().as_ref() else {
+        return Vec::new();
+    };
+    let mounts = spec.mounts().clone().unwrap_or_default();
+    annotations
+        .iter()
+        .filter_map(|(k, v)| {
+            let destination = k.strip_prefix(crate::spec::VOLUME_LIMIT_ANNOTATION)?;
+            let limit = v.parse().ok()?;
+            let source = mounts
+                .iter()
+                .find(|m| m.destination() == Path::new(destination))?
+                .source()
+                .clone()?;
+            Some(SizeWatch {
+                source,
+                destination: destination.to_string(),
+                limit,
+            })
+        })
+        .collect()
 }
 
 /// Human names of the limits in `resources`, for warnings.

@@ -130,9 +130,19 @@ pub fn request(a: &Args, volume_root: &std::path::Path) -> Result<LaunchRequest,
     let mut volumes = Vec::new();
     let mut annotations = std::collections::BTreeMap::new();
     for v in &a.volumes {
-        let (resolved, name) = super::volume::resolve_volume_flag(volume_root, v)?;
-        let mount = VolumeMount::parse(&resolved)?;
-        if let Some(name) = name {
+        let resolved = super::volume::resolve_volume_flag(volume_root, v)?;
+        let mount = VolumeMount::parse(&resolved.flag)?;
+        if let Some(limit) = resolved.kill_over {
+            annotations.insert(
+                format!(
+                    "{}{}",
+                    launcher::spec::VOLUME_LIMIT_ANNOTATION,
+                    mount.destination.display()
+                ),
+                limit.to_string(),
+            );
+        }
+        if let Some(name) = resolved.name {
             annotations.insert(
                 format!(
                     "{}{}",

@@ -310,25 +310,37 @@ fn enforcement_name(v: &Volume) -> String {
     }
 }
 
+/// A `--volume` flag resolved: the flag with the volume's path as source,
+/// and for a named volume its name and (for an unenforced volume whose
+/// users are killed over it) the size to watch.
+pub struct ResolvedVolume {
+    pub flag: String,
+    pub name: Option<String>,
+    pub kill_over: Option<u64>,
+}
+
 /// Resolves `--volume NAME:/ctr[:ro]` to the volume's path; a source that
 /// starts with '/' is a host path and is returned unchanged.
-pub fn resolve_volume_flag(
-    store_root: &Path,
-    spec: &str,
-) -> Result<(String, Option<String>), Failure> {
+pub fn resolve_volume_flag(store_root: &Path, spec: &str) -> Result<ResolvedVolume, Failure> {
+    let plain = || ResolvedVolume {
+        flag: spec.to_string(),
+        name: None,
+        kill_over: None,
+    };
     let Some((source, rest)) = spec.split_once(':') else {
-        return Ok((spec.to_string(), None));
+        return Ok(plain());
     };
     if source.starts_with('/') || source.is_empty() {
-        return Ok((spec.to_string(), None));
+        return Ok(plain());
     }
     let store = open_store(store_root)?;
     let k = key(source).map_err(|f| usage("--volume", f.message))?;
     let v = store
         .get(&k)
         .map_err(|e| usage("--volume", format!("{spec:?}: {e}")))?;
-    Ok((
-        format!("{}:{rest}", v.path.display()),
-        Some(source.to_string()),
-    ))
+    Ok(ResolvedVolume {
+        flag: format!("{}:{rest}", v.path.display()),
+        name: Some(source.to_string()),
+        kill_over: v.kill_over_size.then_some(v.size_bytes),
+    })
 }
