@@ -186,8 +186,10 @@ mount -t devtmpfs dev /dev
 mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
-mount -t tmpfs tmpfs /run
-mount -t tmpfs -o mode=1777 tmpfs /tmp
+# The root is already a tmpfs; /tmp may hold the checkout itself (the test
+# binaries sit at their host paths), so it is not mounted over.
+mkdir -p /run /tmp
+chmod 1777 /tmp
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 hostname berth-vm
 ip link set lo up 2>/dev/null || ifconfig lo up
@@ -294,16 +296,16 @@ while read -r name exe; do
     end=$(grep -a "VMTEST-END $name " "$log" | tr -d '\r' || true)
     if [ -z "$end" ]; then
         echo "vm: $name did not finish (timeout or crash); its output:" >&2
-        grep -a "^\[$name\] " "$log" | tail -40 >&2
+        grep -a "^\[$name\] " "$log" | tail -40 >&2 || true
         status=1
         continue
     fi
-    summary=$(grep -a "^\[$name\] test result:" "$log" | tr -d '\r' | sed "s/^\[$name\] //" | tail -1)
+    summary=$(grep -a "^\[$name\] test result:" "$log" | tr -d '\r' | sed "s/^\[$name\] //" | tail -1 || true)
     echo "vm: $name: ${summary:-no result line} (${end##*rc=})"
     if [[ "$end" != *"rc=0 "* ]]; then
         status=1
         echo "---- $name (guest output) ----" >&2
-        grep -a "^\[$name\] " "$log" | grep -av -- '\.\.\. ok$' | tail -80 >&2
+        grep -a "^\[$name\] " "$log" | grep -av -- '\.\.\. ok$' | tail -80 >&2 || true
     fi
 done < "$vm/tests.list"
 skips=$(grep -ai '^\[[^]]*\] skipped: ' "$log" | tr -d '\r' | sort | uniq -c || true)
