@@ -225,18 +225,7 @@ pub(crate) fn get_fsxattr(dir: &Path) -> io::Result<FsXattr> {
 /// below it is charged to that project.
 pub(crate) fn set_project(dir: &Path, id: u32) -> io::Result<()> {
     let f = open_dir(dir)?;
-    let mut x = FsXattr::default();
-    // SAFETY: as in `get_fsxattr`: valid fd, pointer to a live `FsXattr` the kernel fills.
-    let r = unsafe {
-        libc::ioctl(
-            f.as_raw_fd(),
-            FS_IOC_FSGETXATTR as _,
-            &mut x as *mut FsXattr,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let mut x = get_fsxattr(dir)?;
     x.fsx_projid = id;
     x.fsx_xflags |= FS_XFLAG_PROJINHERIT;
     // SAFETY: valid fd; FS_IOC_FSSETXATTR only reads one `struct fsxattr` from the pointer,
