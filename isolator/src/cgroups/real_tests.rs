@@ -1,5 +1,6 @@
-//! Tests against the real cgroupfs. They run only as root on a host with the
-//! v1 memory controller (hybrid or v1) and print "skipped: ..." otherwise.
+//! Tests against the real cgroupfs. They run only as root, on a host with
+//! the v1 memory controller (hybrid or v1) or on a pure cgroup v2 host (the
+//! VM tier), and print "skipped: ..." otherwise.
 //! Every cgroup is created below the test process's own cgroup in each
 //! hierarchy; only a spawned `sleep` child is moved into it, and a Drop guard
 //! kills the child and removes the cgroup even if an assertion fails.
@@ -20,6 +21,10 @@ fn can_run() -> bool {
         return false;
     }
     true
+}
+
+fn is_v2_host() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
 
 fn unique() -> String {
@@ -62,15 +67,18 @@ fn exercise(layout: &Layout, parent: &str) {
     for d in cg.dirs() {
         assert!(d.is_dir(), "{}", d.display());
     }
-    // Created below the test process's own memory cgroup.
-    let own_mem = layout
-        .v1_hierarchy("memory")
-        .unwrap()
-        .own_dir
-        .clone()
-        .unwrap();
-    let mem_dir = cg.v1_dir("memory").unwrap().to_path_buf();
-    assert_eq!(mem_dir.parent().unwrap().parent().unwrap(), own_mem);
+    // Created below the test process's own (memory) cgroup.
+    let (own, dir) = match layout.v1_hierarchy("memory") {
+        Some(h) => (
+            h.own_dir.clone().unwrap(),
+            cg.v1_dir("memory").unwrap().to_path_buf(),
+        ),
+        None => (
+            layout.unified().unwrap().own_dir.clone().unwrap(),
+            cg.unified_dir().unwrap().to_path_buf(),
+        ),
+    };
+    assert_eq!(dir.parent().unwrap().parent().unwrap(), own);
 
     let res = LinuxResourcesBuilder::default()
         .memory(
@@ -155,6 +163,19 @@ fn cgroups_real_detected_layout() {
     let layout = Layout::detect().unwrap();
     assert_ne!(layout.mode(), CgroupMode::V2);
     exercise(&layout, "berth-test");
+}
+
+/// The v2 path on a pure cgroup v2 host (the VM tier): memory.max,
+/// pids.max, cpu.max, cgroup.freeze and cgroup.kill.
+#[test]
+fn cgroups_real_v2() {
+    if !nix::unistd::geteuid().is_root() || !is_v2_host() {
+        println!("skipped: needs root on a pure cgroup v2 host (run tests/vm/run.sh)");
+        return;
+    }
+    let layout = Layout::detect().unwrap();
+    assert_eq!(layout.mode(), CgroupMode::V2);
+    exercise(&layout, "berth-test-v2");
 }
 
 /// The same on a pure-v1 view of this host (the cgroup2 mount hidden), so
