@@ -236,7 +236,7 @@ impl Launcher {
                             .to_string(),
                     ))
                 } else {
-                    Err(Error::Init(message))
+                    Err(Error::Reported(message))
                 }
             }
             other => {

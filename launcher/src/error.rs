@@ -40,6 +40,9 @@ pub enum Error {
     /// The container's init failed while setting the container up.
     #[error("container init failed: {0}")]
     Init(String),
+    /// The supervisor reported a failure (its message is complete).
+    #[error("{0}")]
+    Reported(String),
     #[error("seccomp: {0}")]
     Seccomp(#[from] isolator::seccomp::SeccompError),
     #[error("cgroup: {0}")]
