@@ -182,6 +182,10 @@ pub struct LaunchRequest {
     pub args: Vec<String>,
     /// None: the host's filesystem, read-only, with a writable sandbox.
     pub rootfs: Option<PathBuf>,
+    /// Host directories a host-root container must not see (Berth's state
+    /// root with other containers' bundles and logs, the volume store):
+    /// hidden like OCI masked paths.
+    pub hidden_paths: Vec<PathBuf>,
     pub cpus: Option<f64>,
     /// Memory limit in MiB (swap off).
     pub memory_mib: Option<u64>,
@@ -644,7 +648,13 @@ pub fn build(req: &LaunchRequest, paths: &SpecPaths) -> Result<Spec> {
         .namespaces(namespaces)
         .resources(resources.build().map_err(oci)?)
         .cgroups_path(PathBuf::from(paths.cgroup_path))
-        .masked_paths(oci_spec::runtime::get_default_maskedpaths())
+        .masked_paths({
+            let mut masked = oci_spec::runtime::get_default_maskedpaths();
+            if host_root {
+                masked.extend(req.hidden_paths.iter().map(|p| p.display().to_string()));
+            }
+            masked
+        })
         .readonly_paths(oci_spec::runtime::get_default_readonly_paths());
     if let Some(ids) = &req.rootless {
         let mut nss = linux_namespaces_with_user(req)?;
@@ -874,6 +884,26 @@ mod tests {
         r.rootfs = Some(std::env::temp_dir());
         r.volumes = vec![VolumeMount::parse("/tmp:/no/such/place").unwrap()];
         assert!(build(&r, &paths()).is_ok());
+    }
+
+    #[test]
+    fn host_root_hides_berths_own_directories() {
+        let mut r = req(&["true"]);
+        r.hidden_paths = vec![PathBuf::from("/run/berth")];
+        let json = serde_json::to_value(build(&r, &paths()).unwrap()).unwrap();
+        let masked: Vec<&str> = json["linux"]["maskedPaths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert!(masked.contains(&"/run/berth"), "{masked:?}");
+        // With its own root filesystem there is nothing of the host to hide.
+        r.rootfs = Some(std::env::temp_dir());
+        let json = serde_json::to_value(build(&r, &paths()).unwrap()).unwrap();
+        assert!(!json["linux"]["maskedPaths"]
+            .to_string()
+            .contains("/run/berth"));
     }
 
     #[test]

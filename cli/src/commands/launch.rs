@@ -180,6 +180,7 @@ pub fn request(a: &Args, volume_root: &std::path::Path) -> Result<LaunchRequest,
         }
     }
     Ok(LaunchRequest {
+        hidden_paths: Vec::new(),
         args: a.command.clone(),
         rootfs: a
             .rootfs
@@ -209,7 +210,8 @@ pub fn request(a: &Args, volume_root: &std::path::Path) -> Result<LaunchRequest,
 }
 
 pub fn run(l: &Launcher, volume_root: &std::path::Path, a: Args) -> CmdResult {
-    let req = request(&a, volume_root)?;
+    let mut req = request(&a, volume_root)?;
+    req.hidden_paths = vec![l.root.root.clone(), volume_root.to_path_buf()];
     let opts = CreateOptions {
         name: a.name.clone(),
         auto_remove: a.rm,
