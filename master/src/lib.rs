@@ -5,3 +5,4 @@
 //! transport (the HTTP API will drive it through the same calls).
 
 pub mod allocator;
+pub mod registry;
