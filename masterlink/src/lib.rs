@@ -11,8 +11,10 @@
 //! * [`roles`]: role name validation and the role hierarchy.
 
 pub mod attributes;
+pub mod recordio;
 pub mod resources;
 pub mod roles;
+pub mod scheduler;
 pub mod value;
 
 pub use attributes::Attribute;
