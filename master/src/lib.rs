@@ -5,4 +5,5 @@
 //! transport (the HTTP API will drive it through the same calls).
 
 pub mod allocator;
+pub mod http;
 pub mod registry;

@@ -1,0 +1,570 @@
+//! The master's HTTP APIs over real sockets: a server on 127.0.0.1:0 and a
+//! small HTTP/1.1 client written here (chunked decoding, RecordIO).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use master::http::{Master, MasterConfig};
+use master::registry::{Registry, SqliteRegistry};
+use masterlink::recordio::Decoder;
+use serde_json::{json, Value as Json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+/// Bound on every single wait in these tests.
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Head {
+    status: u16,
+    headers: Vec<(String, String)>,
+}
+
+impl Head {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One connection: the response head, then its body (chunked or not).
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    chunked: bool,
+    done: bool,
+}
+
+impl Conn {
+    async fn open(
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (Head, Conn) {
+        let mut stream = timeout(WAIT, TcpStream::connect(addr))
+            .await
+            .expect("connect timed out")
+            .expect("connect");
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+             Content-Length: {}\r\n",
+            body.len()
+        );
+        for (n, v) in headers {
+            req.push_str(&format!("{n}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        req.push_str(body);
+        timeout(WAIT, stream.write_all(req.as_bytes()))
+            .await
+            .expect("write timed out")
+            .expect("write");
+        let mut conn = Conn {
+            stream,
+            buf: Vec::new(),
+            chunked: false,
+            done: false,
+        };
+        let head_end = loop {
+            if let Some(i) = conn.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i;
+            }
+            assert!(conn.fill().await, "connection closed before the head");
+        };
+        let head_text = String::from_utf8(conn.buf[..head_end].to_vec()).expect("utf-8 head");
+        conn.buf.drain(..head_end + 4);
+        let mut lines = head_text.split("\r\n");
+        let status_line = lines.next().expect("status line");
+        let status = status_line
+            .split(' ')
+            .nth(1)
+            .expect("status code")
+            .parse()
+            .expect("numeric status");
+        let headers: Vec<(String, String)> = lines
+            .map(|l| {
+                let (n, v) = l.split_once(':').expect("header line");
+                (n.trim().to_string(), v.trim().to_string())
+            })
+            .collect();
+        let head = Head { status, headers };
+        conn.chunked = head
+            .header("transfer-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+        (head, conn)
+    }
+
+    /// Reads more bytes; false at EOF.
+    async fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 4096];
+        let n = timeout(WAIT, self.stream.read(&mut chunk))
+            .await
+            .expect("read timed out")
+            .expect("read");
+        self.buf.extend_from_slice(&chunk[..n]);
+        n > 0
+    }
+
+    /// The next piece of body; `None` at its end.
+    async fn next_body(&mut self) -> Option<Vec<u8>> {
+        if self.done {
+            return None;
+        }
+        if !self.chunked {
+            // Connection: close — the body runs to EOF.
+            while self.fill().await {}
+            self.done = true;
+            return Some(std::mem::take(&mut self.buf));
+        }
+        loop {
+            if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line = std::str::from_utf8(&self.buf[..i]).expect("chunk size line");
+                let size = usize::from_str_radix(line.split(';').next().unwrap().trim(), 16)
+                    .expect("hex chunk size");
+                if size == 0 {
+                    self.done = true;
+                    return None;
+                }
+                if self.buf.len() >= i + 2 + size + 2 {
+                    let data = self.buf[i + 2..i + 2 + size].to_vec();
+                    self.buf.drain(..i + 2 + size + 2);
+                    return Some(data);
+                }
+            }
+            if !self.fill().await {
+                panic!("connection closed inside a chunked body");
+            }
+        }
+    }
+
+    async fn body(&mut self) -> String {
+        let mut all = Vec::new();
+        while let Some(part) = self.next_body().await {
+            all.extend(part);
+        }
+        String::from_utf8(all).expect("utf-8 body")
+    }
+}
+
+/// Events of a SUBSCRIBE stream.
+struct Events {
+    conn: Conn,
+    decoder: Decoder,
+    pending: Vec<Json>,
+}
+
+impl Events {
+    /// The next event, `None` when the stream ended.
+    async fn next(&mut self) -> Option<Json> {
+        loop {
+            if !self.pending.is_empty() {
+                return Some(self.pending.remove(0));
+            }
+            let part = self.conn.next_body().await?;
+            for record in self.decoder.feed(&part).expect("valid RecordIO") {
+                self.pending
+                    .push(serde_json::from_slice(&record).expect("event is JSON"));
+            }
+        }
+    }
+}
+
+async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (Head, String) {
+    let (head, mut conn) = Conn::open(addr, method, path, headers, body).await;
+    let body = conn.body().await;
+    (head, body)
+}
+
+const JSON_CT: (&str, &str) = ("Content-Type", "application/json");
+
+async fn scheduler_call(addr: SocketAddr, stream_id: Option<&str>, call: &Json) -> (u16, String) {
+    let mut headers = vec![JSON_CT];
+    if let Some(id) = stream_id {
+        headers.push(("Mesos-Stream-Id", id));
+    }
+    let (head, body) = request(
+        addr,
+        "POST",
+        "/api/v1/scheduler",
+        &headers,
+        &call.to_string(),
+    )
+    .await;
+    (head.status, body)
+}
+
+async fn subscribe(addr: SocketAddr, call: &Json) -> (Head, Events) {
+    let (head, conn) = Conn::open(
+        addr,
+        "POST",
+        "/api/v1/scheduler",
+        &[JSON_CT, ("Accept", "application/json")],
+        &call.to_string(),
+    )
+    .await;
+    let events = Events {
+        conn,
+        decoder: Decoder::new(),
+        pending: Vec::new(),
+    };
+    (head, events)
+}
+
+async fn start(dir: &std::path::Path, heartbeat: Duration) -> Master {
+    let mut config = MasterConfig::new(dir);
+    config.bind = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.heartbeat_interval = heartbeat;
+    config.hostname = "test-master".into();
+    timeout(WAIT, Master::start(config))
+        .await
+        .expect("start timed out")
+        .expect("master starts")
+}
+
+fn subscribe_call(name: &str) -> Json {
+    json!({
+        "type": "SUBSCRIBE",
+        "subscribe": {"framework_info": {"user": "root", "name": name, "roles": ["dev"],
+            "capabilities": [{"type": "MULTI_ROLE"}]}}
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_heartbeat_calls_and_teardown() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = start(dir.path(), Duration::from_millis(300)).await;
+    let addr = master.local_addr();
+
+    let (head, mut events) = subscribe(addr, &subscribe_call("demo")).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-type"), Some("application/json"));
+    assert!(head.header("content-length").is_none());
+    assert!(events.conn.chunked, "SUBSCRIBE answer must be chunked");
+    let stream_id = head
+        .header("mesos-stream-id")
+        .expect("stream id")
+        .to_string();
+    assert_eq!(stream_id.len(), 36, "{stream_id}");
+
+    let subscribed = events.next().await.expect("SUBSCRIBED");
+    assert_eq!(subscribed["type"], "SUBSCRIBED", "{subscribed}");
+    let framework_id = subscribed["subscribed"]["framework_id"]["value"]
+        .as_str()
+        .expect("framework id")
+        .to_string();
+    assert!(!framework_id.is_empty());
+    assert_eq!(subscribed["subscribed"]["heartbeat_interval_seconds"], 0.3);
+    let info = &subscribed["subscribed"]["master_info"];
+    assert_eq!(info["port"], addr.port());
+    assert_eq!(info["ip"], 16777343);
+    assert_eq!(info["hostname"], "test-master");
+    assert_eq!(info["version"], "1.11.0");
+
+    let heartbeat = events.next().await.expect("HEARTBEAT");
+    assert_eq!(heartbeat, json!({"type": "HEARTBEAT"}));
+
+    // The framework was persisted before the answer.
+    let registry = SqliteRegistry::open(&dir.path().join("registry.db")).unwrap();
+    let frameworks = registry.frameworks().unwrap();
+    assert_eq!(frameworks.len(), 1);
+    assert_eq!(frameworks[0].id, framework_id);
+    assert_eq!(frameworks[0].info["name"], "demo");
+    assert_eq!(frameworks[0].info["id"]["value"], framework_id.as_str());
+
+    let fw = json!({"value": framework_id});
+
+    // Missing and wrong stream ids.
+    let (status, body) =
+        scheduler_call(addr, None, &json!({"type": "SUPPRESS", "framework_id": fw})).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("Mesos-Stream-Id"), "{body}");
+    let (status, body) = scheduler_call(
+        addr,
+        Some("not-the-stream"),
+        &json!({"type": "SUPPRESS", "framework_id": fw}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(body.contains("Mesos-Stream-Id"), "{body}");
+
+    // Unknown framework.
+    let (status, body) = scheduler_call(
+        addr,
+        Some(&stream_id),
+        &json!({"type": "REVIVE", "framework_id": {"value": "nobody"}}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(body.contains("Framework cannot be found"), "{body}");
+
+    // Implemented calls.
+    for call in [
+        json!({"type": "SUPPRESS", "framework_id": fw}),
+        json!({"type": "REVIVE", "framework_id": fw, "revive": {"roles": ["dev"]}}),
+    ] {
+        let (status, body) = scheduler_call(addr, Some(&stream_id), &call).await;
+        assert_eq!(status, 202, "{call}: {body}");
+    }
+
+    // A known call type this master does not implement yet.
+    let (status, body) = scheduler_call(
+        addr,
+        Some(&stream_id),
+        &json!({"type": "RECONCILE", "framework_id": fw, "reconcile": {}}),
+    )
+    .await;
+    assert_eq!(status, 501);
+    assert!(body.contains("RECONCILE"), "{body}");
+    assert!(body.contains("not supported"), "{body}");
+
+    // TEARDOWN ends the stream and forgets the framework.
+    let (status, body) = scheduler_call(
+        addr,
+        Some(&stream_id),
+        &json!({"type": "TEARDOWN", "framework_id": fw}),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    while let Some(event) = events.next().await {
+        assert_eq!(event["type"], "HEARTBEAT", "{event}");
+    }
+    assert!(registry.frameworks().unwrap().is_empty());
+    let (status, body) = scheduler_call(
+        addr,
+        Some(&stream_id),
+        &json!({"type": "REVIVE", "framework_id": fw}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(body.contains("Framework cannot be found"), "{body}");
+
+    timeout(WAIT, master.shutdown())
+        .await
+        .expect("shutdown timed out")
+        .expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resubscribe_fails_the_old_stream_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = start(dir.path(), Duration::from_secs(60)).await;
+    let addr = master.local_addr();
+
+    let (_, mut first) = subscribe(addr, &subscribe_call("fo")).await;
+    let subscribed = first.next().await.expect("SUBSCRIBED");
+    let id = subscribed["subscribed"]["framework_id"]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let mut again = subscribe_call("fo");
+    again["framework_id"] = json!({"value": id});
+    again["subscribe"]["framework_info"]["id"] = json!({"value": id});
+    let (head, mut second) = subscribe(addr, &again).await;
+    assert_eq!(head.status, 200);
+    let new_stream = head.header("mesos-stream-id").unwrap().to_string();
+    let subscribed = second.next().await.expect("SUBSCRIBED");
+    assert_eq!(
+        subscribed["subscribed"]["framework_id"]["value"],
+        id.as_str()
+    );
+
+    let error = first.next().await.expect("ERROR on the old stream");
+    assert_eq!(
+        error,
+        json!({"type": "ERROR", "error": {"message": "Framework failed over"}})
+    );
+    assert!(first.next().await.is_none(), "old stream must end");
+
+    let registry = SqliteRegistry::open(&dir.path().join("registry.db")).unwrap();
+    assert_eq!(registry.frameworks().unwrap().len(), 1);
+
+    // The new stream id is the one that counts.
+    let (status, _) = scheduler_call(
+        addr,
+        Some(&new_stream),
+        &json!({"type": "SUPPRESS", "framework_id": {"value": id}}),
+    )
+    .await;
+    assert_eq!(status, 202);
+
+    // Shutdown closes the open stream.
+    timeout(WAIT, master.shutdown())
+        .await
+        .expect("shutdown timed out")
+        .expect("clean shutdown");
+    assert!(second.next().await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_scheduler_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = start(dir.path(), Duration::from_secs(60)).await;
+    let addr = master.local_addr();
+
+    // Malformed JSON: 400 naming the problem, and the master keeps serving.
+    let (head, body) = request(
+        addr,
+        "POST",
+        "/api/v1/scheduler",
+        &[JSON_CT],
+        "{\"type\": \"SUBSCRIBE\",",
+    )
+    .await;
+    assert_eq!(head.status, 400);
+    assert!(body.contains("malformed JSON"), "{body}");
+    let (head, _) = request(addr, "GET", "/health", &[], "").await;
+    assert_eq!(head.status, 200);
+
+    // Unknown call type.
+    let (status, body) = scheduler_call(
+        addr,
+        None,
+        &json!({"type": "FLY", "framework_id": {"value": "x"}}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(body.contains("FLY"), "{body}");
+
+    // A field with the wrong type is named.
+    let (status, body) = scheduler_call(
+        addr,
+        None,
+        &json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": {"user": 5, "name": "x"}}}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(body.contains("user"), "{body}");
+
+    // SUBSCRIBE must not carry a stream id.
+    let (status, body) = scheduler_call(addr, Some("abc"), &subscribe_call("x")).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("Mesos-Stream-Id"), "{body}");
+
+    // Content types.
+    let (head, body) = request(
+        addr,
+        "POST",
+        "/api/v1/scheduler",
+        &[("Content-Type", "application/x-protobuf")],
+        "",
+    )
+    .await;
+    assert_eq!(head.status, 415);
+    assert!(body.contains("not supported"), "{body}");
+    let (head, _) = request(
+        addr,
+        "POST",
+        "/api/v1/scheduler",
+        &[("Content-Type", "text/plain")],
+        "{}",
+    )
+    .await;
+    assert_eq!(head.status, 415);
+    let (head, body) = request(addr, "POST", "/api/v1/scheduler", &[], "{}").await;
+    assert_eq!(head.status, 400);
+    assert!(body.contains("Content-Type"), "{body}");
+    let (head, _) = request(
+        addr,
+        "POST",
+        "/api/v1/scheduler",
+        &[("Content-Type", "application/json; charset=utf-8")],
+        &json!({"type": "TEARDOWN", "framework_id": {"value": "x"}}).to_string(),
+    )
+    .await;
+    assert_eq!(head.status, 400, "JSON with a charset is accepted");
+
+    // Invalid roles: 200 with a single ERROR event (as Mesos).
+    let (head, mut events) = subscribe(
+        addr,
+        &json!({"type": "SUBSCRIBE", "subscribe": {"framework_info":
+            {"user": "u", "name": "n", "roles": ["dev"]}}}),
+    )
+    .await;
+    assert_eq!(head.status, 200);
+    let error = events.next().await.expect("ERROR");
+    assert_eq!(error["type"], "ERROR", "{error}");
+    assert!(events.next().await.is_none());
+
+    timeout(WAIT, master.shutdown())
+        .await
+        .expect("shutdown timed out")
+        .expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_and_legacy_endpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = start(dir.path(), Duration::from_secs(60)).await;
+    let addr = master.local_addr();
+
+    for path in ["/health", "/master/health"] {
+        let (head, body) = request(addr, "GET", path, &[], "").await;
+        assert_eq!(head.status, 200, "{path}");
+        assert!(body.is_empty());
+    }
+    let (head, body) = request(addr, "GET", "/version", &[], "").await;
+    assert_eq!(head.status, 200);
+    let version: Json = serde_json::from_str(&body).unwrap();
+    assert_eq!(version["version"], "1.11.0");
+    assert_eq!(version["berth_version"], env!("CARGO_PKG_VERSION"));
+
+    for path in ["/api/v1", "/api/v1/operator", "/master/api/v1"] {
+        let (head, body) =
+            request(addr, "POST", path, &[JSON_CT], r#"{"type":"GET_HEALTH"}"#).await;
+        assert_eq!(head.status, 200, "{path}");
+        assert_eq!(head.header("content-type"), Some("application/json"));
+        let reply: Json = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            reply,
+            json!({"type": "GET_HEALTH", "get_health": {"healthy": true}})
+        );
+    }
+    let (head, body) = request(
+        addr,
+        "POST",
+        "/api/v1",
+        &[JSON_CT],
+        r#"{"type":"GET_VERSION"}"#,
+    )
+    .await;
+    assert_eq!(head.status, 200);
+    let reply: Json = serde_json::from_str(&body).unwrap();
+    assert_eq!(reply["type"], "GET_VERSION");
+    assert_eq!(reply["get_version"]["version_info"]["version"], "1.11.0");
+
+    let (head, body) = request(
+        addr,
+        "POST",
+        "/api/v1",
+        &[JSON_CT],
+        r#"{"type":"GET_STATE"}"#,
+    )
+    .await;
+    assert_eq!(head.status, 501);
+    assert!(body.contains("GET_STATE"), "{body}");
+
+    for bad in [r#"{"type":"NOPE"}"#, "[1]", "{\"type\":", "{}"] {
+        let (head, body) = request(addr, "POST", "/api/v1", &[JSON_CT], bad).await;
+        assert_eq!(head.status, 400, "{bad}: {body}");
+        assert!(!body.is_empty());
+    }
+
+    let (head, _) = request(addr, "GET", "/api/v1/scheduler", &[], "").await;
+    assert_eq!(head.status, 405);
+
+    timeout(WAIT, master.shutdown())
+        .await
+        .expect("shutdown timed out")
+        .expect("clean shutdown");
+}
