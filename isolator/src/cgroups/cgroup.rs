@@ -323,26 +323,39 @@ impl Cgroup {
     fn mkdirs(&mut self) -> Result<(), CgroupError> {
         for h in self.v1.iter_mut().chain(self.unified.iter_mut()) {
             let cpuset = h.has("cpuset");
-            for level in h.levels() {
-                match std::fs::create_dir(&level) {
-                    Ok(()) => {
-                        h.created.push(level.clone());
-                        if cpuset {
-                            copy_cpuset_from_parent(&level)?;
+            // A concurrent `destroy()` of another container may remove a
+            // shared parent the moment it is empty (between our mkdir of
+            // the parent and of the leaf): start over when that happens.
+            let mut attempts = 0;
+            'levels: loop {
+                attempts += 1;
+                for level in h.levels() {
+                    match std::fs::create_dir(&level) {
+                        Ok(()) => {
+                            if !h.created.contains(&level) {
+                                h.created.push(level.clone());
+                            }
+                            if cpuset {
+                                copy_cpuset_from_parent(&level)?;
+                            }
                         }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                        if level == h.dir {
-                            return Err(CgroupError::AlreadyExists { path: level });
+                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                            if level == h.dir {
+                                return Err(CgroupError::AlreadyExists { path: level });
+                            }
                         }
-                    }
-                    Err(source) => {
-                        return Err(CgroupError::Mkdir {
-                            path: level,
-                            source,
-                        })
+                        Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 5 => {
+                            continue 'levels;
+                        }
+                        Err(source) => {
+                            return Err(CgroupError::Mkdir {
+                                path: level,
+                                source,
+                            })
+                        }
                     }
                 }
+                break;
             }
         }
         Ok(())
@@ -566,8 +579,13 @@ impl Cgroup {
     /// from all hierarchies are collected.
     pub fn destroy(&self) -> Result<(), CgroupError> {
         let mut errors = Vec::new();
+        // Below the caller's own cgroup (a relative path) every level is
+        // Berth's namespace, so an empty shared parent ("berth") goes with
+        // the last container, whoever created it. Under an absolute path
+        // only what this cgroup created is removed.
+        let relative = !self.path.starts_with('/');
         for h in self.all() {
-            if let Err(e) = destroy_one(h) {
+            if let Err(e) = destroy_one(h, relative) {
                 errors.push(e);
             }
         }
@@ -579,7 +597,7 @@ impl Cgroup {
     }
 }
 
-fn destroy_one(h: &HierarchyDir) -> Result<(), CgroupError> {
+fn destroy_one(h: &HierarchyDir, relative: bool) -> Result<(), CgroupError> {
     let levels = h.levels();
     for c in &h.created {
         if !levels.contains(c) {
@@ -616,6 +634,15 @@ fn destroy_one(h: &HierarchyDir) -> Result<(), CgroupError> {
                     sleep(Duration::from_millis(20));
                 }
                 Err(source) => return Err(CgroupError::Rmdir { path: d, source }),
+            }
+        }
+    }
+    if relative {
+        let levels = h.levels();
+        for parent in levels.iter().rev().skip(1) {
+            // Not empty (other containers), already gone, or busy: stop.
+            if std::fs::remove_dir(parent).is_err() {
+                break;
             }
         }
     }

@@ -296,7 +296,18 @@ fn cgroups_destroy_keeps_shared_parent_and_refuses_foreign_dirs() {
     a.destroy().unwrap();
     assert!(fake.p("unified/svc/berth/b").is_dir());
     b.destroy().unwrap();
-    assert!(fake.p("unified/svc/berth").is_dir()); // created by a, not b
+    // Created by a, but below the caller's own cgroup it is Berth's: the
+    // last container takes the empty shared parent with it.
+    assert!(!fake.p("unified/svc/berth").exists());
+    assert!(fake.p("unified/svc").is_dir());
+
+    // Under an absolute path only what a cgroup created itself is removed.
+    std::fs::create_dir_all(fake.p("unified/admin")).unwrap();
+    let mut abs = Cgroup::resolve(&layout, "/admin/c1").unwrap();
+    abs.create().unwrap();
+    abs.destroy().unwrap();
+    assert!(!fake.p("unified/admin/c1").exists());
+    assert!(fake.p("unified/admin").is_dir(), "not berth's to remove");
 
     let mut evil = Cgroup::resolve(&layout, "berth/c").unwrap();
     evil.unified.as_mut().unwrap().created = vec![fake.p("unified/svc")];
