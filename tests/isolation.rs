@@ -915,7 +915,7 @@ fn rlimit_nofile() {
 fn orphans_are_reaped_with_the_container() {
     require_root!();
     let b = Berth::new();
-    let script = "(sleep 1000 &); until pidof sleep >/dev/null; do :; done; ps -o pid,ppid,comm; echo ps-done; \
+    let script = "(sleep 1000 &); until pidof sleep >/dev/null; do :; done; ps -o pid,ppid,args; echo ps-done; \
                   while [ ! -e /dev/shm/go ]; do sleep 0.05; done; exit 7";
     let id = b.detach_busybox(&[], &["sh", "-c", script]);
     assert!(
@@ -927,7 +927,9 @@ fn orphans_are_reaped_with_the_container() {
     let sleep = logs
         .lines()
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|f| f.get(2) == Some(&"sleep"))
+        // By args, not comm: busybox may run the applet by re-executing
+        // /proc/self/exe, so for a moment its comm is "exe".
+        .find(|f| f.get(2) == Some(&"sleep") && f.get(3) == Some(&"1000"))
         .unwrap_or_else(|| panic!("no orphan in ps: {logs}"));
     assert_eq!(sleep[1], "1", "orphan not reparented to pid 1: {logs}");
 
