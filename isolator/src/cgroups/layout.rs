@@ -98,27 +98,27 @@ impl Layout {
 
         let mut v1: Vec<Hierarchy> = Vec::new();
         let mut unified: Option<Hierarchy> = None;
-        for line in mountinfo.lines() {
-            let Some(m) = parse_mount_line(line) else {
-                continue;
-            };
-            match m.fstype.as_str() {
+        // The same parser inspect uses for /proc/PID/mountinfo.
+        let mounts = crate::procinfo::parse_mountinfo(mountinfo)
+            .map_err(|e| CgroupError::Layout(e.to_string()))?;
+        for m in &mounts {
+            match m.fs_type.as_str() {
                 "cgroup2" => {
                     let Some(own) = &own_unified else { continue };
-                    let h = hierarchy(Vec::new(), &m, own);
+                    let h = hierarchy(Vec::new(), m, own);
                     if better(unified.as_ref(), &h) {
                         unified = Some(h);
                     }
                 }
                 "cgroup" => {
-                    let opts: Vec<&str> = m.super_opts.split(',').collect();
+                    let opts = &m.super_options;
                     let Some((ctrls, own)) = own_v1
                         .iter()
-                        .find(|(c, _)| c.iter().all(|x| opts.contains(&x.as_str())))
+                        .find(|(c, _)| c.iter().all(|x| opts.contains(x)))
                     else {
                         continue;
                     };
-                    let h = hierarchy(ctrls.clone(), &m, own);
+                    let h = hierarchy(ctrls.clone(), m, own);
                     match v1.iter_mut().find(|x| x.controllers == h.controllers) {
                         Some(existing) => {
                             if better(Some(existing), &h) {
@@ -170,52 +170,6 @@ impl Layout {
     }
 }
 
-struct Mount {
-    root: String,
-    mount_point: PathBuf,
-    fstype: String,
-    super_opts: String,
-}
-
-/// Parses one mountinfo line:
-/// `id parent maj:min root mountpoint opts [optional...] - fstype source superopts`.
-fn parse_mount_line(line: &str) -> Option<Mount> {
-    let fields: Vec<&str> = line.split_whitespace().collect();
-    let sep = fields.iter().position(|f| *f == "-")?;
-    if sep < 6 || fields.len() < sep + 3 {
-        return None;
-    }
-    Some(Mount {
-        root: unescape(fields[3]),
-        mount_point: PathBuf::from(unescape(fields[4])),
-        fstype: fields[sep + 1].to_string(),
-        super_opts: fields.get(sep + 3).copied().unwrap_or("").to_string(),
-    })
-}
-
-/// Undoes mountinfo's octal escapes (`\040` for space etc.).
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 4 <= b.len() {
-            let oct = &b[i + 1..i + 4];
-            if oct.iter().all(|c| (b'0'..=b'7').contains(c)) {
-                let oct = std::str::from_utf8(oct).unwrap_or("");
-                if let Ok(v) = u8::from_str_radix(oct, 8) {
-                    out.push(v);
-                    i += 4;
-                    continue;
-                }
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// `path` relative to `root` if `path` is `root` or below it.
 fn strip_root<'a>(root: &str, path: &'a str) -> Option<&'a str> {
     let root = root.trim_end_matches('/');
@@ -230,10 +184,14 @@ fn strip_root<'a>(root: &str, path: &'a str) -> Option<&'a str> {
     }
 }
 
-fn hierarchy(controllers: Vec<String>, m: &Mount, own_path: &str) -> Hierarchy {
+fn hierarchy(
+    controllers: Vec<String>,
+    m: &crate::procinfo::MountEntry,
+    own_path: &str,
+) -> Hierarchy {
     let mut h = Hierarchy {
         controllers,
-        mount_point: m.mount_point.clone(),
+        mount_point: PathBuf::from(&m.mount_point),
         mount_root: m.root.clone(),
         own_path: own_path.to_string(),
         own_dir: None,
@@ -257,6 +215,12 @@ mod unit {
 
     #[test]
     fn cgroups_unescape_and_strip() {
+        let unescape = |field: &str| {
+            let line = format!("30 1 0:1 {field} /m rw - cgroup cgroup rw,cpu\n");
+            crate::procinfo::parse_mountinfo(&line).unwrap()[0]
+                .root
+                .clone()
+        };
         assert_eq!(unescape(r"/a\040b"), "/a b");
         assert_eq!(unescape(r"/a\0"), r"/a\0");
         assert_eq!(strip_root("/", "/x/y"), Some("x/y"));
