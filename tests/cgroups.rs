@@ -61,21 +61,7 @@ fn own_dir_of_hierarchy(dir: &Path) -> Option<PathBuf> {
     if mount == "unified" {
         return own_unified_dir();
     }
-    let first = mount.split(',').next()?.to_string();
-    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let path = text.lines().find_map(|l| {
-        let mut f = l.splitn(3, ':');
-        let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
-        ctrls
-            .split(',')
-            .any(|c| c == first)
-            .then(|| path.to_string())
-    })?;
-    Some(
-        Path::new("/sys/fs/cgroup")
-            .join(&mount)
-            .join(path.trim_start_matches('/')),
-    )
+    common::own_v1_cgroup_dir(&mount)
 }
 
 /// Skip rule shared by every test here: root, and either a v1 memory

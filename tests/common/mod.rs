@@ -213,7 +213,11 @@ pub fn stderr(o: &Output) -> String {
 }
 
 /// The directory of our own cgroup in a v1 hierarchy (hybrid hosts).
-pub fn own_v1_cgroup_dir(controller: &str) -> Option<PathBuf> {
+pub fn own_v1_cgroup_dir(mount: &str) -> Option<PathBuf> {
+    // `mount` is the hierarchy's directory under /sys/fs/cgroup, e.g.
+    // "memory" or a comounted "cpu,cpuacct"; its first controller names
+    // the line of /proc/self/cgroup.
+    let controller = mount.split(',').next()?;
     let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     let path = text.lines().find_map(|l| {
         let mut f = l.splitn(3, ':');
@@ -223,7 +227,7 @@ pub fn own_v1_cgroup_dir(controller: &str) -> Option<PathBuf> {
             .any(|c| c == controller)
             .then(|| path.to_string())
     })?;
-    let base = Path::new("/sys/fs/cgroup").join(controller);
+    let base = Path::new("/sys/fs/cgroup").join(mount);
     base.exists()
         .then(|| base.join(path.trim_start_matches('/')))
 }
