@@ -272,6 +272,22 @@ impl SqliteRegistry {
         sql_err(&self.shown(), what)
     }
 
+    /// Runs a parameterless query and maps every row; errors name `what`.
+    fn query_all<T>(
+        &self,
+        what: &str,
+        sql: &str,
+        row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, RegistryError> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(self.err(what))?;
+        let rows = stmt
+            .query_map([], row)
+            .map_err(self.err(what))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.err(what))?;
+        Ok(rows)
+    }
+
     fn configure(&mut self) -> Result<(), RegistryError> {
         self.conn
             .busy_timeout(BUSY_TIMEOUT)
@@ -445,16 +461,11 @@ impl Registry for SqliteRegistry {
     }
 
     fn agents(&self) -> Result<Vec<AgentRecord>, RegistryError> {
-        let what = "list the agents";
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT id, hostname, port, resources, attributes, registered_at
-                 FROM agents ORDER BY id",
-            )
-            .map_err(self.err(what))?;
-        let rows = stmt
-            .query_map([], |row| {
+        let rows = self.query_all(
+            "list the agents",
+            "SELECT id, hostname, port, resources, attributes, registered_at
+             FROM agents ORDER BY id",
+            |row| {
                 Ok((
                     row.get::<_, String>(0)?,
                     row.get::<_, String>(1)?,
@@ -463,10 +474,8 @@ impl Registry for SqliteRegistry {
                     row.get::<_, String>(4)?,
                     row.get::<_, f64>(5)?,
                 ))
-            })
-            .map_err(self.err(what))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(self.err(what))?;
+            },
+        )?;
         rows.into_iter()
             .map(
                 |(id, hostname, port, resources, attributes, registered_at)| {
@@ -513,16 +522,11 @@ impl Registry for SqliteRegistry {
     }
 
     fn frameworks(&self) -> Result<Vec<FrameworkRecord>, RegistryError> {
-        let what = "list the frameworks";
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT id, info, failover_timeout_secs, registered_at, unregistered_at
-                 FROM frameworks ORDER BY id",
-            )
-            .map_err(self.err(what))?;
-        let rows = stmt
-            .query_map([], |row| {
+        let rows = self.query_all(
+            "list the frameworks",
+            "SELECT id, info, failover_timeout_secs, registered_at, unregistered_at
+             FROM frameworks ORDER BY id",
+            |row| {
                 Ok((
                     row.get::<_, String>(0)?,
                     row.get::<_, String>(1)?,
@@ -530,10 +534,8 @@ impl Registry for SqliteRegistry {
                     row.get::<_, f64>(3)?,
                     row.get::<_, Option<f64>>(4)?,
                 ))
-            })
-            .map_err(self.err(what))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(self.err(what))?;
+            },
+        )?;
         rows.into_iter()
             .map(
                 |(id, info, failover_timeout_secs, registered_at, unregistered_at)| {
