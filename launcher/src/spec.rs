@@ -450,9 +450,9 @@ pub struct SpecPaths<'a> {
     pub cgroup_path: &'a str,
 }
 
-/// Builds the config.json for a validated request.
+/// Builds the config.json for a request that [`LaunchRequest::validate`]
+/// accepted (the launcher validates before it creates anything).
 pub fn build(req: &LaunchRequest, paths: &SpecPaths) -> Result<Spec> {
-    req.validate()?;
     let oci = |e: oci_spec::OciSpecError| Error::Spec(format!("building config.json: {e}"));
     let host_root = req.rootfs.is_none();
 
