@@ -11,6 +11,7 @@
 //! * [`roles`]: role name validation and the role hierarchy.
 
 pub mod attributes;
+pub mod protocol;
 pub mod recordio;
 pub mod resources;
 pub mod roles;
