@@ -5,5 +5,6 @@
 //! transport (the HTTP API will drive it through the same calls).
 
 pub mod allocator;
+pub mod core;
 pub mod http;
 pub mod registry;

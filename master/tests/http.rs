@@ -320,11 +320,12 @@ async fn subscribe_heartbeat_calls_and_teardown() {
     let (status, body) = scheduler_call(
         addr,
         Some(&stream_id),
-        &json!({"type": "RECONCILE", "framework_id": fw, "reconcile": {}}),
+        &json!({"type": "SHUTDOWN", "framework_id": fw,
+                "shutdown": {"executor_id": {"value": "e"}, "agent_id": {"value": "a"}}}),
     )
     .await;
     assert_eq!(status, 501);
-    assert!(body.contains("RECONCILE"), "{body}");
+    assert!(body.contains("SHUTDOWN"), "{body}");
     assert!(body.contains("not supported"), "{body}");
 
     // TEARDOWN ends the stream and forgets the framework.
@@ -551,8 +552,21 @@ async fn operator_and_legacy_endpoints() {
         r#"{"type":"GET_STATE"}"#,
     )
     .await;
+    assert_eq!(head.status, 200, "{body}");
+    let reply: Json = serde_json::from_str(&body).unwrap();
+    assert_eq!(reply["type"], "GET_STATE");
+    assert!(reply["get_state"]["get_agents"]["agents"].is_array(), "{body}");
+
+    let (head, body) = request(
+        addr,
+        "POST",
+        "/api/v1",
+        &[JSON_CT],
+        r#"{"type":"GET_MAINTENANCE_STATUS"}"#,
+    )
+    .await;
     assert_eq!(head.status, 501);
-    assert!(body.contains("GET_STATE"), "{body}");
+    assert!(body.contains("GET_MAINTENANCE_STATUS"), "{body}");
 
     for bad in [r#"{"type":"NOPE"}"#, "[1]", "{\"type\":", "{}"] {
         let (head, body) = request(addr, "POST", "/api/v1", &[JSON_CT], bad).await;

@@ -294,6 +294,9 @@ struct Framework {
     agents: BTreeSet<AgentId>,
     /// Role → number of agents where it has allocations in that role.
     role_allocs: BTreeMap<String, usize>,
+    /// Disconnected (its scheduler is gone): keeps its allocations, gets no
+    /// offers.
+    inactive: bool,
 }
 
 impl Framework {
@@ -319,6 +322,8 @@ struct Agent {
     available: Resources,
     /// Framework → role → allocated resources (with allocation info).
     allocations: BTreeMap<FrameworkId, BTreeMap<String, Resources>>,
+    /// Disconnected or draining: its resources are not offered.
+    inactive: bool,
 }
 
 /// The allocator; see the module docs. `S` orders roles and the frameworks of
@@ -503,6 +508,38 @@ impl<S: Sorter> Allocator<S> {
         Ok(())
     }
 
+    /// Stops every offer to framework `id` (its scheduler disconnected) until
+    /// [`Allocator::activate_framework`]; allocations, suppression and
+    /// filters are kept. Unknown ids are ignored.
+    pub fn deactivate_framework(&mut self, id: &str) {
+        if let Some(fw) = self.frameworks.get_mut(id) {
+            fw.inactive = true;
+        }
+    }
+
+    /// Undoes [`Allocator::deactivate_framework`].
+    pub fn activate_framework(&mut self, id: &str) {
+        if let Some(fw) = self.frameworks.get_mut(id) {
+            fw.inactive = false;
+        }
+    }
+
+    /// Stops offering agent `id`'s resources (it disconnected) until
+    /// [`Allocator::activate_agent`]; its allocations stay. Unknown ids are
+    /// ignored.
+    pub fn deactivate_agent(&mut self, id: &str) {
+        if let Some(agent) = self.agents.get_mut(id) {
+            agent.inactive = true;
+        }
+    }
+
+    /// Undoes [`Allocator::deactivate_agent`].
+    pub fn activate_agent(&mut self, id: &str) {
+        if let Some(agent) = self.agents.get_mut(id) {
+            agent.inactive = false;
+        }
+    }
+
     /// Stops offers to framework `id` in `roles` (`None` = all its roles)
     /// until [`Allocator::revive`]. Roles it is not subscribed to and unknown
     /// frameworks are ignored. Allocations are untouched.
@@ -619,6 +656,7 @@ impl<S: Sorter> Allocator<S> {
                 total,
                 available,
                 allocations: by_framework,
+                inactive: false,
             },
         );
         Ok(())
@@ -801,7 +839,7 @@ impl<S: Sorter> Allocator<S> {
         } = self;
         let mut offers = Vec::new();
         for (agent_id, agent) in agents.iter_mut() {
-            if agent.available.is_empty() {
+            if agent.inactive || agent.available.is_empty() {
                 continue;
             }
             role_order.clear();
@@ -835,7 +873,8 @@ impl<S: Sorter> Allocator<S> {
                     .sort()
                     .find(|fw_id| {
                         frameworks.get(&***fw_id).is_some_and(|fw| {
-                            fw.roles.contains(role)
+                            !fw.inactive
+                                && fw.roles.contains(role)
                                 && !fw.suppressed.contains(role)
                                 && !fw.filtered(agent_id, role, &offer, now)
                         })

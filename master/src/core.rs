@@ -1,0 +1,1496 @@
+//! The master's state machine: frameworks, agents, offers and tasks.
+//!
+//! Everything the master knows lives in one [`Core`], behind one lock, and
+//! changes only through its methods: one per scheduler call, agent message or
+//! timer. A method never waits: what it has to tell a framework or an agent
+//! it queues on that peer's stream ([`Sink`]) at once, so the order of events
+//! on a stream is the order of changes here. The transport (`http`) parses
+//! requests and turns a [`Refusal`] into a status code; the allocator decides
+//! who is offered what; the registry keeps what must survive a restart.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use masterlink::protocol::{AgentInfo, AgentTask, MasterMessage, Register};
+use masterlink::resources::AllocationInfo;
+use masterlink::scheduler::{
+    Accept, Acknowledge, Address, AgentID, Event, ExecutorID, Failure, FrameworkCapabilityType,
+    FrameworkID, FrameworkInfo, Kill, MasterInfo, Offer, OfferID, OperationType, Reason,
+    Reconcile, TaskID, TaskInfo, TaskSource, TaskState, TaskStatus, Url,
+};
+use masterlink::{Attribute, ResourceFormat, Resources};
+use tokio::sync::{mpsc, Notify};
+
+use crate::allocator::{Allocator, MAX_REFUSE};
+use crate::registry::{AgentRecord, FrameworkRecord, Registry, SqliteRegistry};
+
+/// A peer's event stream: RecordIO records, unbounded so that no event is
+/// ever dropped for a slow reader (Mesos queues without bound too).
+pub type Sink = mpsc::UnboundedSender<Bytes>;
+
+/// Terminal tasks kept per framework for the APIs (Mesos'
+/// `--max_completed_tasks_per_framework` defaults to 1000).
+const MAX_COMPLETED_TASKS: usize = 1000;
+/// Removed frameworks kept for the APIs (`--max_completed_frameworks`: 50).
+const MAX_COMPLETED_FRAMEWORKS: usize = 50;
+/// Statuses kept per task.
+const MAX_STATUSES: usize = 20;
+
+/// How the core behaves; the master's flags.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// Time between HEARTBEAT events on a scheduler stream.
+    pub heartbeat_interval: Duration,
+    /// Time between PINGs to an agent.
+    pub agent_ping_interval: Duration,
+    /// Missed PINGs after which an agent is unreachable.
+    pub max_agent_ping_timeouts: u32,
+}
+
+/// Why a call was refused: the HTTP layer's status code and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// 400: the call is invalid.
+    BadRequest(String),
+    /// 403: the framework is known but not subscribed.
+    Forbidden(String),
+    /// 409: a conflict with the current state.
+    Conflict(String),
+    /// 503: the registry failed; nothing changed.
+    Unavailable(String),
+}
+
+/// A framework: subscribed, disconnected (within its failover timeout) or,
+/// in `completed_frameworks`, removed.
+#[derive(Debug)]
+pub struct Framework {
+    pub info: FrameworkInfo,
+    pub roles: Vec<String>,
+    pub format: ResourceFormat,
+    /// The open stream, if connected.
+    pub stream: Option<Subscriber>,
+    pub registered_time: f64,
+    pub reregistered_time: Option<f64>,
+    pub unregistered_time: Option<f64>,
+    /// Active tasks (not yet acknowledged terminal) by task id.
+    pub tasks: BTreeMap<String, Task>,
+    pub completed_tasks: VecDeque<Task>,
+    /// Outstanding offers.
+    pub offers: BTreeSet<String>,
+    /// Counts disconnections, so that a stale failover timer does nothing.
+    pub epoch: u64,
+    /// Known from an agent's re-registration only (not subscribed since this
+    /// master started).
+    pub recovered: bool,
+}
+
+impl Framework {
+    fn has(&self, capability: FrameworkCapabilityType) -> bool {
+        self.info.has_capability(&capability)
+    }
+
+    /// The state this framework is told (LOST for partition states unless
+    /// it is PARTITION_AWARE).
+    fn visible(&self, state: TaskState) -> TaskState {
+        if self.has(FrameworkCapabilityType::PartitionAware) {
+            state
+        } else {
+            state.for_partition_unaware()
+        }
+    }
+
+    /// Queues `event` on the stream, if connected.
+    fn send(&self, event: &Event) {
+        if let Some(sub) = &self.stream {
+            match event.to_record(self.format) {
+                Ok(record) => {
+                    let _ = sub.events.send(Bytes::from(record));
+                }
+                Err(e) => eprintln!(
+                    "berth master: cannot encode an event for framework {}: {e}",
+                    self.id()
+                ),
+            }
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        self.info.id.as_ref().map(|i| i.value.as_str()).unwrap_or("")
+    }
+
+    pub fn active(&self) -> bool {
+        self.stream.is_some()
+    }
+}
+
+/// A connected scheduler's stream.
+#[derive(Debug)]
+pub struct Subscriber {
+    pub stream_id: String,
+    pub events: Sink,
+}
+
+/// A task as the master knows it.
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub info: TaskInfo,
+    pub framework_id: String,
+    pub agent_id: String,
+    /// Latest known state.
+    pub state: TaskState,
+    pub statuses: Vec<TaskStatus>,
+    /// State and uuid of the latest update sent to the framework.
+    pub status_update_state: Option<TaskState>,
+    pub status_update_uuid: Option<String>,
+    /// The allocation role of its resources.
+    pub role: String,
+    /// Its resources were given back to the allocator.
+    pub resources_recovered: bool,
+}
+
+/// An agent the master has admitted.
+#[derive(Debug)]
+pub struct Agent {
+    pub id: String,
+    pub info: AgentInfo,
+    pub version: String,
+    pub boot_id: String,
+    pub link: Option<AgentLink>,
+    pub registered_time: f64,
+    pub reregistered_time: Option<f64>,
+    /// PINGs sent without a PONG since the last one answered.
+    pub missed_pings: u32,
+    pub next_ping: u64,
+    /// Set when the agent was marked unreachable.
+    pub unreachable_time: Option<f64>,
+    /// (framework, task) of the tasks on it.
+    pub tasks: BTreeSet<(String, String)>,
+}
+
+/// An agent's open stream.
+#[derive(Debug)]
+pub struct AgentLink {
+    pub stream_id: String,
+    pub messages: Sink,
+}
+
+impl Agent {
+    fn send(&self, message: &MasterMessage) {
+        if let Some(link) = &self.link {
+            let _ = link.messages.send(Bytes::from(message.to_record()));
+        }
+    }
+
+    pub fn active(&self) -> bool {
+        self.link.is_some()
+    }
+
+    fn url(&self) -> Url {
+        Url {
+            scheme: "http".into(),
+            address: Address {
+                hostname: Some(self.info.hostname.clone()),
+                ip: Some(self.info.ip.clone()),
+                port: i32::from(self.info.port),
+            },
+            path: Some("/slave(1)".into()),
+            query: Vec::new(),
+            fragment: None,
+        }
+    }
+}
+
+/// An outstanding offer.
+#[derive(Debug, Clone)]
+pub struct OfferRecord {
+    pub id: String,
+    pub framework_id: String,
+    pub agent_id: String,
+    pub role: String,
+    /// With allocation info.
+    pub resources: Resources,
+}
+
+/// Counters for /metrics.
+#[derive(Debug, Default, Clone)]
+pub struct Counters {
+    pub valid_status_updates: u64,
+    pub invalid_status_updates: u64,
+    pub agent_registrations: u64,
+    pub agent_reregistrations: u64,
+    pub agent_removals: u64,
+    pub offers_sent: u64,
+    pub offers_declined: u64,
+    pub offers_accepted: u64,
+    pub offers_rescinded: u64,
+    pub tasks_launched: u64,
+    pub calls: BTreeMap<String, u64>,
+}
+
+/// The master's state; see the module docs.
+pub struct Core {
+    pub config: CoreConfig,
+    pub allocator: Allocator,
+    pub registry: SqliteRegistry,
+    pub master_info: MasterInfo,
+    pub start_time: f64,
+    pub frameworks: BTreeMap<String, Framework>,
+    pub completed_frameworks: VecDeque<Framework>,
+    pub agents: BTreeMap<String, Agent>,
+    pub offers: BTreeMap<String, OfferRecord>,
+    pub counters: Counters,
+    next_framework: u64,
+    next_agent: u64,
+    next_offer: u64,
+    /// Wakes the allocation loop.
+    pub allocate_now: Arc<Notify>,
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
+/// 16 random bytes from the kernel.
+pub fn random_bytes() -> [u8; 16] {
+    use std::io::Read;
+    let mut b = [0u8; 16];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_err()
+    {
+        // Never expected on Linux; fall back to the clock and the process id
+        // so that ids stay distinct.
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        b = (nanos ^ (u128::from(std::process::id()) << 96)).to_le_bytes();
+    }
+    b
+}
+
+/// A random (version 4) UUID in its text form.
+pub fn uuid() -> String {
+    let mut b = random_bytes();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// A status generated by the master (no uuid: not acknowledged).
+fn master_status(
+    task_id: &TaskID,
+    agent_id: Option<&str>,
+    state: TaskState,
+    reason: Reason,
+    message: impl Into<String>,
+) -> TaskStatus {
+    let mut s = TaskStatus::new(task_id.clone(), state);
+    s.source = Some(TaskSource::Master);
+    s.reason = Some(reason);
+    s.message = Some(message.into());
+    s.agent_id = agent_id.map(AgentID::new);
+    s.timestamp = Some(now_secs());
+    s
+}
+
+/// Resources without allocation info (for frameworks without MULTI_ROLE).
+fn strip_allocation(resources: &Resources) -> Resources {
+    resources
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r.allocation_info = None;
+            r
+        })
+        .collect()
+}
+
+impl Core {
+    pub fn new(
+        config: CoreConfig,
+        allocator: Allocator,
+        registry: SqliteRegistry,
+        master_info: MasterInfo,
+    ) -> Core {
+        Core {
+            config,
+            allocator,
+            registry,
+            master_info,
+            start_time: now_secs(),
+            frameworks: BTreeMap::new(),
+            completed_frameworks: VecDeque::new(),
+            agents: BTreeMap::new(),
+            offers: BTreeMap::new(),
+            counters: Counters::default(),
+            next_framework: 0,
+            next_agent: 0,
+            next_offer: 0,
+            allocate_now: Arc::new(Notify::new()),
+        }
+    }
+
+    fn wake_allocator(&self) {
+        self.allocate_now.notify_one();
+    }
+
+    // -----------------------------------------------------------------------
+    // Frameworks
+
+    /// Whether `framework_id` is known (subscribed or disconnected).
+    pub fn framework_known(&self, framework_id: &str) -> bool {
+        self.frameworks.contains_key(framework_id)
+            || self
+                .registry
+                .frameworks()
+                .map(|fs| fs.iter().any(|f| f.id == framework_id))
+                .unwrap_or(false)
+    }
+
+    /// Checks a non-SUBSCRIBE call's framework and stream id.
+    pub fn check_stream(&self, framework_id: &str, stream_id: Option<&str>) -> Result<(), Refusal> {
+        let Some(fw) = self.frameworks.get(framework_id) else {
+            return Err(if self.framework_known(framework_id) {
+                Refusal::Forbidden("Framework is not subscribed".into())
+            } else {
+                Refusal::BadRequest("Framework cannot be found".into())
+            });
+        };
+        let Some(sub) = &fw.stream else {
+            return Err(Refusal::Forbidden("Framework is not subscribed".into()));
+        };
+        match stream_id {
+            None => Err(Refusal::BadRequest(
+                "All non-subscribe calls should include the 'Mesos-Stream-Id' header".into(),
+            )),
+            Some(given) if given == sub.stream_id => Ok(()),
+            Some(given) => Err(Refusal::BadRequest(format!(
+                "The stream ID '{given}' included in this request didn't match the stream ID \
+                 currently associated with framework ID {framework_id} (header 'Mesos-Stream-Id')"
+            ))),
+        }
+    }
+
+    /// SUBSCRIBE: registers or re-registers a framework and opens its
+    /// stream. Returns the framework id and the stream id; the SUBSCRIBED
+    /// event is already queued on `events`.
+    pub fn subscribe(
+        &mut self,
+        mut info: FrameworkInfo,
+        call_framework_id: Option<&FrameworkID>,
+        suppressed_roles: &[String],
+        events: Sink,
+    ) -> Result<(String, String), String> {
+        info.validate_roles()?;
+        let framework_id = match info.id.as_ref().or(call_framework_id) {
+            Some(id) => id.value.clone(),
+            None => loop {
+                let id = format!("{}-{:04}", self.master_info.id, self.next_framework);
+                self.next_framework += 1;
+                if !self.frameworks.contains_key(&id) {
+                    break id;
+                }
+            },
+        };
+        if self
+            .completed_frameworks
+            .iter()
+            .any(|f| f.id() == framework_id)
+        {
+            return Err(format!(
+                "Framework {framework_id} has been removed; subscribe without a framework id"
+            ));
+        }
+        info.id = Some(FrameworkID::new(framework_id.clone()));
+        let roles = info.effective_roles();
+        let format = info.resource_format();
+
+        // The allocator first (it validates the roles), then the registry, so
+        // that a refusal changes nothing.
+        let known_to_allocator = self.frameworks.contains_key(&framework_id);
+        let added = if known_to_allocator {
+            self.allocator.update_framework_roles(&framework_id, &roles)
+        } else {
+            self.allocator.add_framework(&framework_id, &roles)
+        };
+        added.map_err(|e| e.to_string())?;
+
+        let now = now_secs();
+        let registered_at = self
+            .registry
+            .frameworks()
+            .ok()
+            .and_then(|fs| fs.into_iter().find(|f| f.id == framework_id))
+            .map(|f| f.registered_at);
+        let record = FrameworkRecord {
+            id: framework_id.clone(),
+            info: serde_json::to_value(&info).unwrap_or_default(),
+            failover_timeout_secs: info.failover_timeout,
+            registered_at: registered_at.unwrap_or(now),
+            unregistered_at: None,
+        };
+        if let Err(e) = self.registry.put_framework(&record) {
+            if !known_to_allocator {
+                self.allocator.remove_framework(&framework_id);
+            }
+            return Err(format!("Failed to persist the framework in the registry: {e}"));
+        }
+        self.allocator.activate_framework(&framework_id);
+        if !suppressed_roles.is_empty() {
+            self.allocator
+                .suppress(&framework_id, Some(suppressed_roles));
+        }
+
+        let stream_id = uuid();
+        let subscriber = Subscriber {
+            stream_id: stream_id.clone(),
+            events,
+        };
+        let fw = match self.frameworks.get_mut(&framework_id) {
+            Some(fw) => {
+                if let Some(old) = fw.stream.take() {
+                    // The old stream gets ERROR and ends (its sender drops).
+                    if let Ok(r) = Event::error("Framework failed over").to_record(fw.format) {
+                        let _ = old.events.send(Bytes::from(r));
+                    }
+                }
+                // Offers made to the old connection are void.
+                let offers: Vec<String> = fw.offers.iter().cloned().collect();
+                fw.info = info;
+                fw.roles = roles;
+                fw.format = format;
+                fw.reregistered_time = Some(now);
+                fw.unregistered_time = None;
+                fw.recovered = false;
+                fw.stream = Some(subscriber);
+                for offer in offers {
+                    self.remove_offer(&offer, false);
+                }
+                self.frameworks.get_mut(&framework_id).expect("present")
+            }
+            None => {
+                let fw = Framework {
+                    info,
+                    roles,
+                    format,
+                    stream: Some(subscriber),
+                    registered_time: registered_at.unwrap_or(now),
+                    reregistered_time: registered_at.map(|_| now),
+                    unregistered_time: None,
+                    tasks: BTreeMap::new(),
+                    completed_tasks: VecDeque::new(),
+                    offers: BTreeSet::new(),
+                    epoch: 0,
+                    recovered: false,
+                };
+                self.frameworks.entry(framework_id.clone()).or_insert(fw)
+            }
+        };
+        fw.send(&Event::subscribed(masterlink::scheduler::Subscribed {
+            framework_id: FrameworkID::new(framework_id.clone()),
+            heartbeat_interval_seconds: Some(self.config.heartbeat_interval.as_secs_f64()),
+            master_info: Some(self.master_info.clone()),
+        }));
+        self.wake_allocator();
+        Ok((framework_id, stream_id))
+    }
+
+    /// The scheduler's stream `stream_id` ended. Returns the failover timeout
+    /// and epoch when the framework now waits for a new scheduler, so the
+    /// caller can arm the timer; `None` if nothing changed or it was removed.
+    pub fn framework_disconnected(
+        &mut self,
+        framework_id: &str,
+        stream_id: &str,
+    ) -> Option<(Duration, u64)> {
+        let fw = self.frameworks.get_mut(framework_id)?;
+        if fw.stream.as_ref().map(|s| s.stream_id.as_str()) != Some(stream_id) {
+            return None; // an older stream, already replaced
+        }
+        fw.stream = None;
+        fw.epoch += 1;
+        fw.unregistered_time = Some(now_secs());
+        let timeout = fw.info.failover_timeout;
+        let epoch = fw.epoch;
+        let offers: Vec<String> = fw.offers.iter().cloned().collect();
+        self.allocator.deactivate_framework(framework_id);
+        for offer in offers {
+            self.remove_offer(&offer, false);
+        }
+        if timeout <= 0.0 || !timeout.is_finite() {
+            self.remove_framework(framework_id);
+            return None;
+        }
+        // Cap absurd timeouts so the timer's arithmetic cannot overflow.
+        let secs = timeout.min(365.0 * 86400.0);
+        Some((Duration::from_secs_f64(secs), epoch))
+    }
+
+    /// A failover timer fired: removes the framework if it has not come back.
+    pub fn failover_expired(&mut self, framework_id: &str, epoch: u64) {
+        let expired = self
+            .frameworks
+            .get(framework_id)
+            .is_some_and(|fw| fw.stream.is_none() && fw.epoch == epoch);
+        if expired {
+            self.remove_framework(framework_id);
+        }
+    }
+
+    /// TEARDOWN, failover timeout: kills the framework's tasks, drops its
+    /// offers and moves it to the completed frameworks.
+    pub fn remove_framework(&mut self, framework_id: &str) {
+        let Some(mut fw) = self.frameworks.remove(framework_id) else {
+            return;
+        };
+        for offer in std::mem::take(&mut fw.offers) {
+            self.offers.remove(&offer);
+        }
+        let mut agents = BTreeSet::new();
+        for task in fw.tasks.values_mut() {
+            agents.insert(task.agent_id.clone());
+            if let Some(agent) = self.agents.get_mut(&task.agent_id) {
+                agent
+                    .tasks
+                    .remove(&(framework_id.to_string(), task.info.task_id.value.clone()));
+            }
+            if !task.state.is_terminal() {
+                task.state = TaskState::Killed;
+            }
+        }
+        for agent_id in agents {
+            if let Some(agent) = self.agents.get(&agent_id) {
+                agent.send(&MasterMessage::ShutdownFramework {
+                    framework_id: FrameworkID::new(framework_id),
+                });
+            }
+        }
+        let tasks = std::mem::take(&mut fw.tasks);
+        for (_, task) in tasks {
+            push_bounded(&mut fw.completed_tasks, task, MAX_COMPLETED_TASKS);
+        }
+        self.allocator.remove_framework(framework_id);
+        if let Err(e) = self.registry.remove_framework(framework_id) {
+            eprintln!("berth master: cannot remove framework {framework_id} from the registry: {e}");
+        }
+        fw.stream = None; // ends the stream
+        fw.unregistered_time = Some(now_secs());
+        push_bounded(&mut self.completed_frameworks, fw, MAX_COMPLETED_FRAMEWORKS);
+        self.wake_allocator();
+    }
+
+    pub fn suppress(&mut self, framework_id: &str, roles: Option<&[String]>) {
+        self.allocator.suppress(framework_id, roles);
+    }
+
+    pub fn revive(&mut self, framework_id: &str, roles: Option<&[String]>) {
+        self.allocator.revive(framework_id, roles);
+        self.wake_allocator();
+    }
+
+    // -----------------------------------------------------------------------
+    // Offers
+
+    /// One allocation cycle: turns the allocator's decisions into OFFERS
+    /// events, one event per framework.
+    pub fn allocate(&mut self, now: Instant) {
+        let decisions = self.allocator.allocate(now);
+        let mut by_framework: BTreeMap<String, Vec<Offer>> = BTreeMap::new();
+        for d in decisions {
+            let (Some(fw), Some(agent)) = (self.frameworks.get_mut(&d.framework), self.agents.get(&d.agent))
+            else {
+                // Cannot happen (the allocator only knows live ones); give
+                // the resources back rather than leak them.
+                let _ = self
+                    .allocator
+                    .recover(&d.framework, &d.agent, &d.resources, None, now);
+                continue;
+            };
+            let id = format!("{}-O{}", self.master_info.id, self.next_offer);
+            self.next_offer += 1;
+            let multi_role = fw.has(FrameworkCapabilityType::MultiRole);
+            let executor_ids: BTreeSet<String> = fw
+                .tasks
+                .values()
+                .filter(|t| t.agent_id == d.agent && t.info.executor.is_some())
+                .filter_map(|t| t.info.executor.as_ref().map(|e| e.executor_id.value.clone()))
+                .collect();
+            let offer = Offer {
+                id: OfferID::new(id.clone()),
+                framework_id: FrameworkID::new(d.framework.clone()),
+                agent_id: AgentID::new(d.agent.clone()),
+                hostname: agent.info.hostname.clone(),
+                url: Some(agent.url()),
+                domain: None,
+                resources: if multi_role {
+                    d.resources.clone()
+                } else {
+                    strip_allocation(&d.resources)
+                },
+                attributes: agent.info.attributes.clone(),
+                executor_ids: executor_ids.into_iter().map(ExecutorID::new).collect(),
+                unavailability: None,
+                allocation_info: multi_role.then(|| AllocationInfo {
+                    role: Some(d.role.clone()),
+                }),
+            };
+            fw.offers.insert(id.clone());
+            self.offers.insert(
+                id.clone(),
+                OfferRecord {
+                    id,
+                    framework_id: d.framework.clone(),
+                    agent_id: d.agent.clone(),
+                    role: d.role.clone(),
+                    resources: d.resources,
+                },
+            );
+            by_framework.entry(d.framework).or_default().push(offer);
+        }
+        for (fw_id, offers) in by_framework {
+            self.counters.offers_sent += offers.len() as u64;
+            if let Some(fw) = self.frameworks.get(&fw_id) {
+                fw.send(&Event::offers(offers));
+            }
+        }
+    }
+
+    /// Drops an offer and gives its resources back (no filter). With
+    /// `rescind`, the framework is told.
+    fn remove_offer(&mut self, offer_id: &str, rescind: bool) {
+        let Some(offer) = self.offers.remove(offer_id) else {
+            return;
+        };
+        if let Some(fw) = self.frameworks.get_mut(&offer.framework_id) {
+            fw.offers.remove(offer_id);
+            if rescind {
+                fw.send(&Event::rescind(OfferID::new(offer_id)));
+                self.counters.offers_rescinded += 1;
+            }
+        }
+        if let Err(e) = self.allocator.recover(
+            &offer.framework_id,
+            &offer.agent_id,
+            &offer.resources,
+            None,
+            Instant::now(),
+        ) {
+            eprintln!("berth master: cannot recover offer {offer_id}: {e}");
+        }
+        self.wake_allocator();
+    }
+
+    /// `refuse_seconds` as Mesos reads it: 0 → no filter; negative or not a
+    /// number → the default 5 s; longer than a year → a year.
+    fn refusal(filters: Option<&masterlink::scheduler::Filters>) -> Option<Duration> {
+        let secs = filters
+            .map(|f| f.refuse_seconds)
+            .unwrap_or(masterlink::scheduler::Filters::DEFAULT_REFUSE_SECONDS);
+        if secs == 0.0 {
+            return None;
+        }
+        let secs = if secs.is_finite() && secs > 0.0 {
+            secs
+        } else {
+            masterlink::scheduler::Filters::DEFAULT_REFUSE_SECONDS
+        };
+        Some(Duration::from_secs_f64(secs).min(MAX_REFUSE))
+    }
+
+    /// DECLINE.
+    pub fn decline(
+        &mut self,
+        framework_id: &str,
+        offer_ids: &[OfferID],
+        filters: Option<&masterlink::scheduler::Filters>,
+    ) {
+        let refuse = Core::refusal(filters);
+        for id in offer_ids {
+            let Some(offer) = self.offers.get(&id.value) else {
+                continue; // rescinded or used: nothing to decline (Mesos)
+            };
+            if offer.framework_id != framework_id {
+                continue;
+            }
+            let offer = self.offers.remove(&id.value).expect("present");
+            if let Some(fw) = self.frameworks.get_mut(framework_id) {
+                fw.offers.remove(&id.value);
+            }
+            self.counters.offers_declined += 1;
+            if let Err(e) = self.allocator.recover(
+                framework_id,
+                &offer.agent_id,
+                &offer.resources,
+                refuse,
+                Instant::now(),
+            ) {
+                eprintln!("berth master: cannot recover declined offer {}: {e}", id.value);
+            }
+        }
+        self.wake_allocator();
+    }
+
+    /// ACCEPT: validates the offers, then applies the operations in order.
+    /// Task problems become TASK_ERROR / TASK_LOST updates, as Mesos does;
+    /// an operation this master cannot apply refuses the whole call first.
+    pub fn accept(&mut self, framework_id: &str, accept: Accept) -> Result<(), Refusal> {
+        for op in &accept.operations {
+            if op.operation_type != OperationType::Launch {
+                return Err(Refusal::BadRequest(format!(
+                    "field 'accept.operations': operation {} is not supported by this master \
+                     yet (LAUNCH is)",
+                    op.operation_type
+                )));
+            }
+            if op.launch.is_none() {
+                return Err(Refusal::BadRequest(
+                    "field 'accept.operations': LAUNCH without 'launch'".into(),
+                ));
+            }
+        }
+        let tasks: Vec<TaskInfo> = accept
+            .operations
+            .iter()
+            .filter_map(|op| op.launch.as_ref())
+            .flat_map(|l| l.task_infos.iter().cloned())
+            .collect();
+
+        // Offer validation: all exist, belong to this framework, one agent.
+        let mut problem = None;
+        let mut seen = BTreeSet::new();
+        for id in &accept.offer_ids {
+            match self.offers.get(&id.value) {
+                None => problem = Some(format!("Offer {} is no longer valid", id.value)),
+                Some(o) if o.framework_id != framework_id => {
+                    problem = Some(format!("Offer {} is not for this framework", id.value))
+                }
+                Some(_) if !seen.insert(id.value.clone()) => {
+                    problem = Some(format!("Offer {} appears more than once", id.value))
+                }
+                Some(_) => {}
+            }
+        }
+        if accept.offer_ids.is_empty() {
+            problem = Some("No offers given".into());
+        }
+        let agents: BTreeSet<String> = accept
+            .offer_ids
+            .iter()
+            .filter_map(|id| self.offers.get(&id.value))
+            .map(|o| o.agent_id.clone())
+            .collect();
+        if agents.len() > 1 {
+            problem = Some("Offers are from more than one agent".into());
+        }
+        if let Some(problem) = problem {
+            // The valid offers are given back; every task is lost/dropped.
+            for id in &accept.offer_ids {
+                if self
+                    .offers
+                    .get(&id.value)
+                    .is_some_and(|o| o.framework_id == framework_id)
+                {
+                    self.remove_offer(&id.value, false);
+                }
+            }
+            let fw = self.frameworks.get(framework_id).expect("checked by caller");
+            for task in &tasks {
+                let state = fw.visible(TaskState::Dropped);
+                fw.send(&Event::update(master_status(
+                    &task.task_id,
+                    Some(&task.agent_id.value),
+                    state,
+                    Reason::InvalidOffers,
+                    format!("Task launched with invalid offers: {problem}"),
+                )));
+            }
+            return Ok(());
+        }
+
+        let agent_id = agents.into_iter().next().expect("one agent");
+        let mut remaining = Resources::new();
+        let mut role = String::new();
+        for id in &accept.offer_ids {
+            let offer = self.offers.remove(&id.value).expect("validated");
+            remaining += &offer.resources;
+            role = offer.role.clone();
+            if let Some(fw) = self.frameworks.get_mut(framework_id) {
+                fw.offers.remove(&id.value);
+            }
+        }
+        self.counters.offers_accepted += accept.offer_ids.len() as u64;
+
+        for mut task in tasks {
+            // Single-role frameworks send resources without allocation info.
+            task.resources = task
+                .resources
+                .iter()
+                .map(|r| {
+                    if r.allocation_info.as_ref().and_then(|a| a.role.as_ref()).is_some() {
+                        r.clone()
+                    } else {
+                        r.clone().allocated_to(role.clone())
+                    }
+                })
+                .collect();
+            let fw = self.frameworks.get(framework_id).expect("checked by caller");
+            let invalid = self.validate_task(fw, &task, &agent_id, &remaining);
+            if let Some(message) = invalid {
+                fw.send(&Event::update(master_status(
+                    &task.task_id,
+                    Some(&agent_id),
+                    TaskState::Error,
+                    Reason::TaskInvalid,
+                    message,
+                )));
+                continue;
+            }
+            remaining -= &task.resources;
+            self.launch(framework_id, &agent_id, &role, task);
+        }
+
+        if !remaining.is_empty() {
+            let refuse = Core::refusal(accept.filters.as_ref());
+            if let Err(e) =
+                self.allocator
+                    .recover(framework_id, &agent_id, &remaining, refuse, Instant::now())
+            {
+                eprintln!("berth master: cannot recover unused resources: {e}");
+            }
+        }
+        self.wake_allocator();
+        Ok(())
+    }
+
+    /// Why `task` cannot be launched, if it cannot.
+    fn validate_task(
+        &self,
+        fw: &Framework,
+        task: &TaskInfo,
+        agent_id: &str,
+        remaining: &Resources,
+    ) -> Option<String> {
+        if let Err(e) = masterlink::scheduler::validate_client_id(&task.task_id.value) {
+            return Some(format!("Task ID '{}' is invalid: {e}", task.task_id.value));
+        }
+        if fw.tasks.contains_key(&task.task_id.value) {
+            return Some(format!("Task has duplicate ID: {}", task.task_id.value));
+        }
+        if task.agent_id.value != agent_id {
+            return Some(format!(
+                "Task uses agent {} but the offers are from agent {agent_id}",
+                task.agent_id.value
+            ));
+        }
+        match (&task.command, &task.executor) {
+            (Some(_), Some(_)) => {
+                return Some("Task should have at most one of CommandInfo or ExecutorInfo".into())
+            }
+            (None, None) => return Some("Task should have at least one of CommandInfo or ExecutorInfo".into()),
+            _ => {}
+        }
+        if task.resources.is_empty() {
+            return Some("Task uses no resources".into());
+        }
+        if let Err(e) = task.resources.iter().try_for_each(|r| r.validate()) {
+            return Some(format!("Task uses invalid resources: {e}"));
+        }
+        if !remaining.contains(&task.resources) {
+            return Some(format!(
+                "Task uses more resources {} than available {}",
+                task.resources, remaining
+            ));
+        }
+        None
+    }
+
+    /// Records a valid task as STAGING and sends it to its agent.
+    fn launch(&mut self, framework_id: &str, agent_id: &str, role: &str, task: TaskInfo) {
+        let fw = self.frameworks.get_mut(framework_id).expect("checked by caller");
+        let task_id = task.task_id.value.clone();
+        let message = MasterMessage::RunTask {
+            framework_info: fw.info.clone(),
+            task: task.clone(),
+        };
+        fw.tasks.insert(
+            task_id.clone(),
+            Task {
+                info: task,
+                framework_id: framework_id.to_string(),
+                agent_id: agent_id.to_string(),
+                state: TaskState::Staging,
+                statuses: Vec::new(),
+                status_update_state: None,
+                status_update_uuid: None,
+                role: role.to_string(),
+                resources_recovered: false,
+            },
+        );
+        self.counters.tasks_launched += 1;
+        if let Some(agent) = self.agents.get_mut(agent_id) {
+            agent.tasks.insert((framework_id.to_string(), task_id));
+            agent.send(&message);
+        }
+    }
+
+    /// KILL: forwarded to the task's agent; an unknown task is reconciled.
+    pub fn kill(&mut self, framework_id: &str, kill: Kill) {
+        let fw = self.frameworks.get(framework_id).expect("checked by caller");
+        match fw.tasks.get(&kill.task_id.value) {
+            Some(task) => {
+                if let Some(agent) = self.agents.get(&task.agent_id) {
+                    agent.send(&MasterMessage::KillTask {
+                        framework_id: FrameworkID::new(framework_id),
+                        task_id: kill.task_id.clone(),
+                        kill_policy: kill.kill_policy.clone(),
+                    });
+                }
+            }
+            None => self.reconcile(
+                framework_id,
+                Reconcile {
+                    tasks: vec![masterlink::scheduler::ReconcileTask {
+                        task_id: kill.task_id,
+                        agent_id: kill.agent_id,
+                    }],
+                },
+            ),
+        }
+    }
+
+    /// RECONCILE (implicit with an empty list, else explicit).
+    pub fn reconcile(&mut self, framework_id: &str, reconcile: Reconcile) {
+        let fw = self.frameworks.get(framework_id).expect("checked by caller");
+        let reply = |task: &Task| {
+            let mut s = task
+                .statuses
+                .last()
+                .cloned()
+                .unwrap_or_else(|| TaskStatus::new(task.info.task_id.clone(), task.state));
+            s.state = fw.visible(task.state);
+            s.uuid = None;
+            s.source = Some(TaskSource::Master);
+            s.reason = Some(Reason::Reconciliation);
+            s.message = Some("Reconciliation: Latest task state".into());
+            s.agent_id = Some(AgentID::new(task.agent_id.clone()));
+            s.timestamp = Some(now_secs());
+            s
+        };
+        if reconcile.tasks.is_empty() {
+            for task in fw.tasks.values() {
+                fw.send(&Event::update(reply(task)));
+            }
+            return;
+        }
+        for wanted in &reconcile.tasks {
+            if let Some(task) = fw.tasks.get(&wanted.task_id.value) {
+                fw.send(&Event::update(reply(task)));
+                continue;
+            }
+            let agent = wanted
+                .agent_id
+                .as_ref()
+                .and_then(|a| self.agents.get(&a.value));
+            let (state, message) = match (&wanted.agent_id, agent) {
+                (Some(_), Some(a)) if a.unreachable_time.is_some() => {
+                    (TaskState::Unreachable, "Reconciliation: Task is unreachable")
+                }
+                (Some(_), Some(_)) => (TaskState::Gone, "Reconciliation: Task is unknown to the agent"),
+                _ => (TaskState::Unknown, "Reconciliation: Task is unknown"),
+            };
+            let mut s = master_status(
+                &wanted.task_id,
+                wanted.agent_id.as_ref().map(|a| a.value.as_str()),
+                fw.visible(state),
+                Reason::Reconciliation,
+                message,
+            );
+            if state == TaskState::Unreachable {
+                s.unreachable_time = agent.and_then(|a| a.unreachable_time).map(|t| {
+                    masterlink::scheduler::TimeInfo {
+                        nanoseconds: (t * 1e9) as i64,
+                    }
+                });
+            }
+            fw.send(&Event::update(s));
+        }
+    }
+
+    /// ACKNOWLEDGE: relayed to the agent; an acknowledged terminal task
+    /// becomes a completed task.
+    pub fn acknowledge(&mut self, framework_id: &str, ack: Acknowledge) -> Result<(), Refusal> {
+        if !matches!(masterlink::scheduler::decode_base64(&ack.uuid), Some(b) if b.len() == 16) {
+            return Err(Refusal::BadRequest(
+                "field 'acknowledge.uuid': expecting the Base64 of 16 bytes".into(),
+            ));
+        }
+        let fw = self.frameworks.get_mut(framework_id).expect("checked by caller");
+        if let Some(agent) = self.agents.get(&ack.agent_id.value) {
+            agent.send(&MasterMessage::Acknowledge {
+                framework_id: FrameworkID::new(framework_id),
+                task_id: ack.task_id.clone(),
+                uuid: ack.uuid.clone(),
+            });
+        }
+        let done = fw.tasks.get(&ack.task_id.value).is_some_and(|t| {
+            t.status_update_uuid.as_deref() == Some(ack.uuid.as_str())
+                && t.status_update_state.is_some_and(|s| s.is_terminal())
+        });
+        if done {
+            let task = fw.tasks.remove(&ack.task_id.value).expect("present");
+            if let Some(agent) = self.agents.get_mut(&task.agent_id) {
+                agent
+                    .tasks
+                    .remove(&(framework_id.to_string(), task.info.task_id.value.clone()));
+            }
+            push_bounded(&mut fw.completed_tasks, task, MAX_COMPLETED_TASKS);
+        }
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------
+    // Agents
+
+    /// REGISTER: admits a new agent or takes back a known one, and opens its
+    /// stream (REGISTERED is already queued on `messages`). Returns the
+    /// agent id and stream id.
+    pub fn register_agent(
+        &mut self,
+        register: Register,
+        messages: Sink,
+    ) -> Result<(String, String), String> {
+        if register.protocol_version != masterlink::protocol::PROTOCOL_VERSION {
+            return Err(format!(
+                "agent speaks masterlink protocol version {} but this master speaks {}",
+                register.protocol_version,
+                masterlink::protocol::PROTOCOL_VERSION
+            ));
+        }
+        if let Err(e) = register.agent_info.resources.iter().try_for_each(|r| r.validate()) {
+            return Err(format!("field 'agent_info.resources': {e}"));
+        }
+        let now = now_secs();
+        let mut info = register.agent_info;
+        let reregister = info.id.is_some();
+        let agent_id = match &info.id {
+            Some(id) => id.value.clone(),
+            None => loop {
+                let id = format!("{}-S{}", self.master_info.id, self.next_agent);
+                self.next_agent += 1;
+                if !self.agents.contains_key(&id) {
+                    break id;
+                }
+            },
+        };
+        info.id = Some(AgentID::new(agent_id.clone()));
+
+        // Frameworks of the reported tasks that this master does not know
+        // (it restarted) come back as recovered, inactive frameworks.
+        for fi in &register.frameworks {
+            let Some(id) = fi.id.as_ref().map(|i| i.value.clone()) else {
+                continue;
+            };
+            if self.frameworks.contains_key(&id) {
+                continue;
+            }
+            let roles = fi.effective_roles();
+            if self.allocator.add_framework(&id, &roles).is_err() {
+                continue;
+            }
+            self.allocator.deactivate_framework(&id);
+            self.frameworks.insert(
+                id,
+                Framework {
+                    info: fi.clone(),
+                    roles,
+                    format: fi.resource_format(),
+                    stream: None,
+                    registered_time: now,
+                    reregistered_time: None,
+                    unregistered_time: None,
+                    tasks: BTreeMap::new(),
+                    completed_tasks: VecDeque::new(),
+                    offers: BTreeSet::new(),
+                    epoch: 0,
+                    recovered: true,
+                },
+            );
+        }
+
+        let registered_at = self
+            .registry
+            .agents()
+            .ok()
+            .and_then(|a| a.into_iter().find(|a| a.id == agent_id))
+            .map(|a| a.registered_at);
+        let record = AgentRecord {
+            id: agent_id.clone(),
+            hostname: info.hostname.clone(),
+            port: info.port,
+            resources: serde_json::to_value(&info.resources).unwrap_or_default(),
+            attributes: serde_json::to_value(&info.attributes).unwrap_or_default(),
+            registered_at: registered_at.unwrap_or(now),
+        };
+        self.registry
+            .admit_agent(&record)
+            .map_err(|e| format!("Failed to admit the agent in the registry: {e}"))?;
+
+        // A known agent: drop the old view (its offers, its allocations) and
+        // rebuild it from what the agent reports.
+        let old = self.agents.remove(&agent_id);
+        let old_tasks: BTreeSet<(String, String)> =
+            old.as_ref().map(|a| a.tasks.clone()).unwrap_or_default();
+        let offers: Vec<String> = self
+            .offers
+            .values()
+            .filter(|o| o.agent_id == agent_id)
+            .map(|o| o.id.clone())
+            .collect();
+        for offer in offers {
+            self.remove_offer(&offer, true);
+        }
+        self.allocator.remove_agent(&agent_id);
+
+        let mut used: BTreeMap<String, Resources> = BTreeMap::new();
+        let mut reported = BTreeSet::new();
+        for AgentTask {
+            framework_id,
+            task,
+            state,
+            latest_status,
+        } in register.tasks
+        {
+            let fid = framework_id.value.clone();
+            let tid = task.task_id.value.clone();
+            reported.insert((fid.clone(), tid.clone()));
+            let Some(fw) = self.frameworks.get_mut(&fid) else {
+                continue;
+            };
+            if !state.is_terminal() {
+                *used.entry(fid.clone()).or_default() += &task.resources;
+            }
+            let role = task
+                .resources
+                .iter()
+                .find_map(|r| r.allocation_info.as_ref().and_then(|a| a.role.clone()))
+                .unwrap_or_else(|| fw.roles.first().cloned().unwrap_or_else(|| "*".into()));
+            let entry = fw.tasks.entry(tid.clone()).or_insert_with(|| Task {
+                info: task.clone(),
+                framework_id: fid.clone(),
+                agent_id: agent_id.clone(),
+                state,
+                statuses: Vec::new(),
+                status_update_state: None,
+                status_update_uuid: None,
+                role,
+                resources_recovered: false,
+            });
+            entry.state = state;
+            entry.resources_recovered = state.is_terminal();
+            if let Some(s) = latest_status {
+                push_status(&mut entry.statuses, s);
+            }
+        }
+        let used: Vec<(String, Resources)> = used.into_iter().collect();
+        if let Err(e) = self
+            .allocator
+            .add_agent(&agent_id, info.resources.clone(), &used)
+        {
+            // Reported usage the totals cannot hold: admit the agent with no
+            // usage rather than refuse it (its tasks still run).
+            eprintln!("berth master: agent {agent_id}: {e}; its reported tasks are not counted");
+            let _ = self.allocator.add_agent(&agent_id, info.resources.clone(), &[]);
+        }
+
+        // Tasks this master had on the agent that it no longer reports.
+        for (fid, tid) in old_tasks.difference(&reported) {
+            if let Some(fw) = self.frameworks.get_mut(fid) {
+                if let Some(mut task) = fw.tasks.remove(tid) {
+                    let state = fw.visible(TaskState::Dropped);
+                    let status = master_status(
+                        &task.info.task_id,
+                        Some(&agent_id),
+                        state,
+                        Reason::Reconciliation,
+                        "Task is unknown to the agent after it re-registered",
+                    );
+                    task.state = state;
+                    fw.send(&Event::update(status));
+                    push_bounded(&mut fw.completed_tasks, task, MAX_COMPLETED_TASKS);
+                }
+            }
+        }
+
+        let stream_id = uuid();
+        let agent = Agent {
+            id: agent_id.clone(),
+            info,
+            version: register.version,
+            boot_id: register.boot_id,
+            link: Some(AgentLink {
+                stream_id: stream_id.clone(),
+                messages,
+            }),
+            registered_time: registered_at.unwrap_or(now),
+            reregistered_time: reregister.then_some(now),
+            missed_pings: 0,
+            next_ping: 0,
+            unreachable_time: None,
+            tasks: reported,
+        };
+        agent.send(&MasterMessage::Registered {
+            agent_id: AgentID::new(agent_id.clone()),
+            stream_id: stream_id.clone(),
+            master_info: self.master_info.clone(),
+            ping_interval_secs: self.config.agent_ping_interval.as_secs_f64(),
+        });
+        if let Some(old) = old.and_then(|a| a.link) {
+            let _ = old.messages.send(Bytes::from(
+                MasterMessage::Error {
+                    message: "the agent registered again on another stream".into(),
+                }
+                .to_record(),
+            ));
+        }
+        self.agents.insert(agent_id.clone(), agent);
+        if reregister {
+            self.counters.agent_reregistrations += 1;
+        } else {
+            self.counters.agent_registrations += 1;
+        }
+        self.wake_allocator();
+        Ok((agent_id, stream_id))
+    }
+
+    /// Checks a non-REGISTER agent call's id and stream id.
+    pub fn check_agent(&self, agent_id: &str, stream_id: Option<&str>) -> Result<(), Refusal> {
+        let Some(agent) = self.agents.get(agent_id) else {
+            return Err(Refusal::BadRequest(format!("Agent {agent_id} is not registered")));
+        };
+        match (&agent.link, stream_id) {
+            (Some(link), Some(given)) if link.stream_id == given => Ok(()),
+            (None, _) => Err(Refusal::Forbidden(format!(
+                "Agent {agent_id} has no open stream; register again"
+            ))),
+            _ => Err(Refusal::BadRequest(format!(
+                "header '{}' does not match agent {agent_id}'s stream",
+                masterlink::protocol::STREAM_ID_HEADER
+            ))),
+        }
+    }
+
+    /// STATUS_UPDATE from an agent.
+    pub fn status_update(&mut self, agent_id: &str, framework_id: &str, mut status: TaskStatus) {
+        if !matches!(status.uuid_bytes(), Some(b) if b.len() == 16) {
+            self.counters.invalid_status_updates += 1;
+            return;
+        }
+        self.counters.valid_status_updates += 1;
+        status.agent_id = Some(AgentID::new(agent_id));
+        let Some(fw) = self.frameworks.get_mut(framework_id) else {
+            // The framework is gone: nobody will acknowledge; do it for it so
+            // the agent stops retrying.
+            if let Some(agent) = self.agents.get(agent_id) {
+                agent.send(&MasterMessage::Acknowledge {
+                    framework_id: FrameworkID::new(framework_id),
+                    task_id: status.task_id.clone(),
+                    uuid: status.uuid.clone().unwrap_or_default(),
+                });
+            }
+            return;
+        };
+        let mut recover = None;
+        if let Some(task) = fw.tasks.get_mut(&status.task_id.value) {
+            task.state = status.state;
+            task.status_update_state = Some(status.state);
+            task.status_update_uuid = status.uuid.clone();
+            push_status(&mut task.statuses, status.clone());
+            if status.state.is_terminal() && !task.resources_recovered {
+                task.resources_recovered = true;
+                recover = Some(task.info.resources.clone());
+            }
+        }
+        let mut event_status = status;
+        event_status.state = fw.visible(event_status.state);
+        fw.send(&Event::update(event_status));
+        if let Some(resources) = recover {
+            if let Err(e) =
+                self.allocator
+                    .recover(framework_id, agent_id, &resources, None, Instant::now())
+            {
+                eprintln!("berth master: cannot recover a finished task's resources: {e}");
+            }
+            self.wake_allocator();
+        }
+    }
+
+    /// PONG.
+    pub fn pong(&mut self, agent_id: &str) {
+        if let Some(agent) = self.agents.get_mut(agent_id) {
+            agent.missed_pings = 0;
+        }
+    }
+
+    /// UNREGISTER: the agent leaves; its tasks are lost.
+    pub fn unregister_agent(&mut self, agent_id: &str) {
+        self.remove_agent(agent_id, TaskState::Lost, Reason::AgentRemoved, "Agent shut down");
+        if let Err(e) = self.registry.remove_agent(agent_id) {
+            eprintln!("berth master: cannot remove agent {agent_id} from the registry: {e}");
+        }
+    }
+
+    /// The agent's stream `stream_id` ended: it is deactivated (no offers)
+    /// until it registers again or the ping timeout makes it unreachable.
+    pub fn agent_disconnected(&mut self, agent_id: &str, stream_id: &str) {
+        let Some(agent) = self.agents.get_mut(agent_id) else {
+            return;
+        };
+        if agent.link.as_ref().map(|l| l.stream_id.as_str()) != Some(stream_id) {
+            return;
+        }
+        agent.link = None;
+        self.allocator.deactivate_agent(agent_id);
+        let offers: Vec<String> = self
+            .offers
+            .values()
+            .filter(|o| o.agent_id == agent_id)
+            .map(|o| o.id.clone())
+            .collect();
+        for offer in offers {
+            self.remove_offer(&offer, true);
+        }
+    }
+
+    /// The ping timer: PINGs every connected agent; an agent that has missed
+    /// `max_agent_ping_timeouts` (connected or not) becomes unreachable.
+    pub fn ping_agents(&mut self) {
+        let max = self.config.max_agent_ping_timeouts;
+        let mut lost = Vec::new();
+        for agent in self.agents.values_mut() {
+            if agent.unreachable_time.is_some() {
+                continue;
+            }
+            if agent.missed_pings >= max {
+                lost.push(agent.id.clone());
+                continue;
+            }
+            agent.missed_pings += 1;
+            agent.next_ping += 1;
+            agent.send(&MasterMessage::Ping {
+                id: agent.next_ping,
+            });
+        }
+        for id in lost {
+            self.mark_unreachable(&id);
+        }
+    }
+
+    /// An agent missed its pings: offers rescinded, tasks UNREACHABLE (LOST
+    /// for frameworks that are not PARTITION_AWARE), FAILURE sent.
+    fn mark_unreachable(&mut self, agent_id: &str) {
+        eprintln!("berth master: agent {agent_id} is unreachable (missed its pings)");
+        self.remove_agent(
+            agent_id,
+            TaskState::Unreachable,
+            Reason::AgentRemoved,
+            "Agent is unreachable",
+        );
+        // Kept (not forgotten) so that reconciliation answers UNREACHABLE and
+        // the agent may come back; it registers again with its id.
+    }
+
+    /// Takes an agent out of service: its offers are rescinded, its tasks
+    /// get `state`, frameworks get FAILURE. An unreachable agent stays known
+    /// (marked); otherwise it is forgotten.
+    fn remove_agent(&mut self, agent_id: &str, state: TaskState, reason: Reason, message: &str) {
+        let offers: Vec<String> = self
+            .offers
+            .values()
+            .filter(|o| o.agent_id == agent_id)
+            .map(|o| o.id.clone())
+            .collect();
+        for offer in offers {
+            self.remove_offer(&offer, true);
+        }
+        self.allocator.remove_agent(agent_id);
+        self.counters.agent_removals += 1;
+        let now = now_secs();
+        let tasks: Vec<(String, String)> = self
+            .agents
+            .get(agent_id)
+            .map(|a| a.tasks.iter().cloned().collect())
+            .unwrap_or_default();
+        let mut told = BTreeSet::new();
+        for (fid, tid) in tasks {
+            let Some(fw) = self.frameworks.get_mut(&fid) else {
+                continue;
+            };
+            let shown = fw.visible(state);
+            if let Some(task) = fw.tasks.get_mut(&tid) {
+                if task.state.is_terminal() {
+                    continue;
+                }
+                task.state = shown;
+                task.resources_recovered = true;
+                let mut s = master_status(&task.info.task_id, Some(agent_id), shown, reason.clone(), message);
+                if shown == TaskState::Unreachable {
+                    s.unreachable_time = Some(masterlink::scheduler::TimeInfo {
+                        nanoseconds: (now * 1e9) as i64,
+                    });
+                }
+                push_status(&mut task.statuses, s.clone());
+                fw.send(&Event::update(s));
+            }
+            if told.insert(fid.clone()) {
+                fw.send(&Event::failure(Failure {
+                    agent_id: Some(AgentID::new(agent_id)),
+                    executor_id: None,
+                    status: None,
+                }));
+            }
+        }
+        if state == TaskState::Unreachable {
+            if let Some(agent) = self.agents.get_mut(agent_id) {
+                agent.unreachable_time = Some(now);
+                agent.link = None;
+            }
+        } else {
+            self.agents.remove(agent_id);
+        }
+        self.wake_allocator();
+    }
+
+    /// Attributes of an agent, for the APIs.
+    pub fn attributes_of(agent: &Agent) -> &[Attribute] {
+        &agent.info.attributes
+    }
+}
+
+fn push_bounded<T>(queue: &mut VecDeque<T>, item: T, max: usize) {
+    if queue.len() >= max {
+        queue.pop_front();
+    }
+    queue.push_back(item);
+}
+
+fn push_status(statuses: &mut Vec<TaskStatus>, status: TaskStatus) {
+    if statuses.len() >= MAX_STATUSES {
+        statuses.remove(0);
+    }
+    statuses.push(status);
+}

@@ -1,0 +1,482 @@
+//! The master's HTTP APIs (axum on tokio) and its timers.
+//!
+//! * `POST /api/v1/scheduler` ([`scheduler`]): the Mesos v1 scheduler API.
+//! * `POST /api/v1`, `/api/v1/operator` and the legacy JSON endpoints
+//!   (`/state`, `/slaves`, `/frameworks`, `/tasks`, `/metrics/...`,
+//!   `/redirect`, `/health`, `/version`) ([`operator`]).
+//! * `POST /masterlink/v1/agent` ([`agent`]): Berth's agent link.
+//!
+//! Every route also exists under `/master/`, as in Mesos. The handlers only
+//! parse and answer; the state and its rules are in [`crate::core`].
+//! Background tasks: the allocation loop (every allocation interval and when
+//! the core wakes it), agent pings, and the handler of closed streams.
+
+mod agent;
+mod operator;
+mod scheduler;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use masterlink::scheduler::{Address, MasterInfo};
+use serde_json::Value as Json;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::allocator::{Allocator, AllocatorConfig, AllocatorError};
+use crate::core::{Core, CoreConfig, Refusal};
+use crate::registry::{RegistryError, SqliteRegistry};
+
+/// The Mesos version this master claims on the wire (pymesos parses it as
+/// dotted integers and enables features from 1.0 on).
+pub const MESOS_VERSION: &str = "1.11.0";
+
+/// The header carrying a scheduler's stream id.
+pub const STREAM_ID_HEADER: &str = "Mesos-Stream-Id";
+
+/// How the master is run.
+#[derive(Debug, Clone)]
+pub struct MasterConfig {
+    /// Where [`Master::start`] listens (ignored by [`serve`], which is given
+    /// its listener).
+    pub bind: SocketAddr,
+    /// Holds the registry (`registry.db`).
+    pub work_dir: PathBuf,
+    /// Time between HEARTBEAT events on a SUBSCRIBE stream.
+    pub heartbeat_interval: Duration,
+    /// The master's host name, reported in `MasterInfo`.
+    pub hostname: String,
+    /// Time between batch allocations (allocation also runs on changes).
+    pub allocation_interval: Duration,
+    /// Time between PINGs to each agent.
+    pub agent_ping_interval: Duration,
+    /// Missed PINGs after which an agent is unreachable.
+    pub max_agent_ping_timeouts: u32,
+    /// Weights and minimum offer size.
+    pub allocator: AllocatorConfig,
+    /// The flags as given, for GET_FLAGS and /state.
+    pub flags: Vec<(String, String)>,
+}
+
+impl MasterConfig {
+    /// Port 5050 on 127.0.0.1, 15 s heartbeats, hostname `localhost`, 1 s
+    /// allocation interval, pings every 15 s with 5 allowed misses (Mesos'
+    /// defaults).
+    pub fn new(work_dir: impl Into<PathBuf>) -> MasterConfig {
+        MasterConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 5050)),
+            work_dir: work_dir.into(),
+            heartbeat_interval: Duration::from_secs(15),
+            hostname: "localhost".to_string(),
+            allocation_interval: Duration::from_secs(1),
+            agent_ping_interval: Duration::from_secs(15),
+            max_agent_ping_timeouts: 5,
+            allocator: AllocatorConfig::default(),
+            flags: Vec::new(),
+        }
+    }
+}
+
+/// Why the master could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum MasterError {
+    /// Binding, accepting or serving failed.
+    #[error("master: {what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The registry could not be opened.
+    #[error("master: {0}")]
+    Registry(#[from] RegistryError),
+    /// The allocator refused its configuration.
+    #[error("master: {0}")]
+    Allocator(#[from] AllocatorError),
+}
+
+/// A stream that ended (its client went away, or the master dropped it).
+#[derive(Debug)]
+enum Closed {
+    Framework { id: String, stream_id: String },
+    Agent { id: String, stream_id: String },
+}
+
+struct Shared {
+    core: Mutex<Core>,
+    config: MasterConfig,
+    closed: mpsc::UnboundedSender<Closed>,
+}
+
+impl Shared {
+    /// The core, even if a handler panicked while holding it (the state is
+    /// still consistent per call: every method checks before it changes).
+    fn core(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+type AppState = Arc<Shared>;
+
+/// A running master: [`Master::start`] binds and serves in the background.
+pub struct Master {
+    local_addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), MasterError>>,
+}
+
+impl Master {
+    /// Binds `config.bind` and serves until [`Master::shutdown`].
+    pub async fn start(config: MasterConfig) -> Result<Master, MasterError> {
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .map_err(|source| MasterError::Io {
+                what: format!("bind {}", config.bind),
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| MasterError::Io {
+            what: "read the bound address".into(),
+            source,
+        })?;
+        let app = app(config, local_addr)?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(run(listener, app, async move {
+            let _ = stopped.await;
+        }));
+        Ok(Master {
+            local_addr,
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    /// The address the master listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting connections and waits for open ones to finish
+    /// (event streams are closed first).
+    pub async fn shutdown(mut self) -> Result<(), MasterError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.await {
+            Ok(result) => result,
+            Err(e) => Err(MasterError::Io {
+                what: "join the server task".into(),
+                source: std::io::Error::other(e),
+            }),
+        }
+    }
+}
+
+/// Serves the master's APIs on `listener` until `stop` completes.
+pub async fn serve(
+    config: MasterConfig,
+    listener: TcpListener,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), MasterError> {
+    let local_addr = listener.local_addr().map_err(|source| MasterError::Io {
+        what: "read the bound address".into(),
+        source,
+    })?;
+    let app = app(config, local_addr)?;
+    run(listener, app, stop).await
+}
+
+async fn run(
+    listener: TcpListener,
+    (router, shared): (Router, AppState),
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), MasterError> {
+    let timers = spawn_timers(&shared);
+    let graceful = {
+        let shared = shared.clone();
+        async move {
+            stop.await;
+            // Close every stream so that the graceful shutdown does not wait
+            // for subscribers and agents forever.
+            let mut core = shared.core();
+            for fw in core.frameworks.values_mut() {
+                fw.stream = None;
+            }
+            for agent in core.agents.values_mut() {
+                agent.link = None;
+            }
+        }
+    };
+    let result = axum::serve(listener, router)
+        .with_graceful_shutdown(graceful)
+        .await
+        .map_err(|source| MasterError::Io {
+            what: "serve HTTP".into(),
+            source,
+        });
+    for t in timers {
+        t.abort();
+    }
+    result
+}
+
+fn app(config: MasterConfig, local_addr: SocketAddr) -> Result<(Router, AppState), MasterError> {
+    std::fs::create_dir_all(&config.work_dir).map_err(|source| MasterError::Io {
+        what: format!("create {}", config.work_dir.display()),
+        source,
+    })?;
+    let registry = SqliteRegistry::open(&config.work_dir.join("registry.db"))?;
+    let allocator = Allocator::new(config.allocator.clone())?;
+    let master_info = master_info(&config, local_addr);
+    let core = Core::new(
+        CoreConfig {
+            heartbeat_interval: config.heartbeat_interval,
+            agent_ping_interval: config.agent_ping_interval,
+            max_agent_ping_timeouts: config.max_agent_ping_timeouts,
+        },
+        allocator,
+        registry,
+        master_info,
+    );
+    let (closed, closed_rx) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared {
+        core: Mutex::new(core),
+        config,
+        closed,
+    });
+    tokio::spawn(handle_closed(Arc::downgrade(&shared), closed_rx));
+
+    let mut router = Router::new().route(masterlink::protocol::AGENT_API_PATH, post(agent::call));
+    for prefix in ["", "/master"] {
+        router = router
+            .route(&format!("{prefix}/api/v1/scheduler"), post(scheduler::call))
+            .route(&format!("{prefix}/api/v1"), post(operator::call))
+            .route(&format!("{prefix}/api/v1/operator"), post(operator::call))
+            .route(&format!("{prefix}/health"), get(operator::health))
+            .route(&format!("{prefix}/version"), get(operator::version))
+            .route(&format!("{prefix}/state"), get(operator::state))
+            .route(&format!("{prefix}/state.json"), get(operator::state))
+            .route(&format!("{prefix}/slaves"), get(operator::slaves))
+            .route(&format!("{prefix}/frameworks"), get(operator::frameworks))
+            .route(&format!("{prefix}/frameworks/"), get(operator::frameworks))
+            .route(&format!("{prefix}/tasks"), get(operator::tasks))
+            .route(&format!("{prefix}/flags"), get(operator::flags))
+            .route(&format!("{prefix}/redirect"), get(operator::redirect))
+            .route(&format!("{prefix}/metrics/snapshot"), get(operator::metrics_snapshot))
+            .route(&format!("{prefix}/metrics"), get(operator::metrics_prometheus));
+    }
+    Ok((router.with_state(shared.clone()), shared))
+}
+
+fn master_info(config: &MasterConfig, addr: SocketAddr) -> MasterInfo {
+    let ip = match addr.ip() {
+        IpAddr::V4(v4) => v4,
+        IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
+    };
+    MasterInfo {
+        id: crate::core::uuid(),
+        ip: MasterInfo::ip_from(ip),
+        port: u32::from(addr.port()),
+        pid: Some(format!("master@{addr}")),
+        hostname: Some(config.hostname.clone()),
+        version: Some(MESOS_VERSION.to_string()),
+        address: Some(Address {
+            hostname: Some(config.hostname.clone()),
+            ip: Some(addr.ip().to_string()),
+            port: i32::from(addr.port()),
+        }),
+        domain: None,
+        capabilities: Vec::new(),
+    }
+}
+
+/// The allocation loop and the agent pings.
+fn spawn_timers(shared: &AppState) -> Vec<JoinHandle<()>> {
+    let weak = Arc::downgrade(shared);
+    let interval = shared.config.allocation_interval;
+    let notify = shared.core().allocate_now.clone();
+    let allocation = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = notify.notified() => {}
+            }
+            let Some(shared) = weak.upgrade() else { return };
+            shared.core().allocate(Instant::now());
+        }
+    });
+    let weak = Arc::downgrade(shared);
+    let ping_interval = shared.config.agent_ping_interval.max(Duration::from_millis(10));
+    let pings = tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(ping_interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            let Some(shared) = weak.upgrade() else { return };
+            shared.core().ping_agents();
+        }
+    });
+    vec![allocation, pings]
+}
+
+/// Applies stream closures to the core, outside the code that dropped the
+/// stream (which may hold the core's lock).
+async fn handle_closed(shared: std::sync::Weak<Shared>, mut rx: mpsc::UnboundedReceiver<Closed>) {
+    while let Some(closed) = rx.recv().await {
+        let Some(shared) = shared.upgrade() else { return };
+        match closed {
+            Closed::Framework { id, stream_id } => {
+                let timer = shared.core().framework_disconnected(&id, &stream_id);
+                if let Some((timeout, epoch)) = timer {
+                    let weak = Arc::downgrade(&shared);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(timeout).await;
+                        if let Some(shared) = weak.upgrade() {
+                            shared.core().failover_expired(&id, epoch);
+                        }
+                    });
+                }
+            }
+            Closed::Agent { id, stream_id } => shared.core().agent_disconnected(&id, &stream_id),
+        }
+    }
+}
+
+/// Tells [`handle_closed`] when the response body carrying a stream is
+/// dropped: the client went away or the master ended the stream.
+struct CloseGuard {
+    tx: mpsc::UnboundedSender<Closed>,
+    closed: Option<Closed>,
+}
+
+impl Drop for CloseGuard {
+    fn drop(&mut self) {
+        if let Some(closed) = self.closed.take() {
+            let _ = self.tx.send(closed);
+        }
+    }
+}
+
+/// A `200` chunked stream of what arrives on `rx`; it ends when every sender
+/// is gone. `guard` reports the end.
+fn record_stream(
+    header_name: &'static str,
+    stream_id: Option<&str>,
+    rx: mpsc::UnboundedReceiver<Bytes>,
+    guard: Option<CloseGuard>,
+) -> Response {
+    let stream = futures_util::stream::unfold((rx, guard), |(mut rx, guard)| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, Infallible>(b), (rx, guard)))
+    });
+    let mut response = Response::new(Body::from_stream(stream));
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(id) = stream_id.and_then(|id| HeaderValue::from_str(id).ok()) {
+        h.insert(header_name, id);
+    }
+    response
+}
+
+fn text(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        message.into(),
+    )
+        .into_response()
+}
+
+fn json_response(value: &Json) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+fn refusal(r: Refusal) -> Response {
+    match r {
+        Refusal::BadRequest(m) => text(StatusCode::BAD_REQUEST, m),
+        Refusal::Forbidden(m) => text(StatusCode::FORBIDDEN, m),
+        Refusal::Conflict(m) => text(StatusCode::CONFLICT, m),
+        Refusal::Unavailable(m) => text(StatusCode::SERVICE_UNAVAILABLE, m),
+    }
+}
+
+/// A refusal: status and text body.
+type Rejection = (StatusCode, String);
+
+/// Mesos' Content-Type check: required; JSON accepted (with parameters such
+/// as `;charset=utf-8`); protobuf recognised but not supported here.
+fn check_content_type(headers: &HeaderMap) -> Result<(), Rejection> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "Expecting 'Content-Type' to be present".into(),
+        ));
+    };
+    let media = value
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match media.as_str() {
+        "application/json" => Ok(()),
+        "application/x-protobuf" => Err((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type 'application/x-protobuf' is not supported by this master; \
+             use 'application/json'"
+                .into(),
+        )),
+        _ => Err((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "Expecting 'Content-Type' of application/json, got '{}'",
+                value.to_str().unwrap_or("<not text>")
+            ),
+        )),
+    }
+}
+
+/// The Accept check (a missing header means JSON).
+fn check_accept(headers: &HeaderMap) -> Result<(), Rejection> {
+    let Some(value) = headers.get(header::ACCEPT) else {
+        return Ok(());
+    };
+    let accepts_json = value.to_str().unwrap_or("").split(',').any(|part| {
+        let media = part.split(';').next().unwrap_or("").trim();
+        media.eq_ignore_ascii_case("application/json")
+            || media == "*/*"
+            || media.eq_ignore_ascii_case("application/*")
+    });
+    if accepts_json {
+        Ok(())
+    } else {
+        Err((
+            StatusCode::NOT_ACCEPTABLE,
+            "Expecting 'Accept' to allow application/json (protobuf is not supported by \
+             this master)"
+                .into(),
+        ))
+    }
+}
