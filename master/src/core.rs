@@ -17,8 +17,8 @@ use masterlink::protocol::{AgentInfo, AgentTask, MasterMessage, Register};
 use masterlink::resources::AllocationInfo;
 use masterlink::scheduler::{
     Accept, Acknowledge, Address, AgentID, Event, ExecutorID, Failure, FrameworkCapabilityType,
-    FrameworkID, FrameworkInfo, Kill, MasterInfo, Offer, OfferID, OperationType, Reason,
-    Reconcile, TaskID, TaskInfo, TaskSource, TaskState, TaskStatus, Url,
+    FrameworkID, FrameworkInfo, Kill, MasterInfo, Offer, OfferID, OperationType, Reason, Reconcile,
+    TaskID, TaskInfo, TaskSource, TaskState, TaskStatus, Url,
 };
 use masterlink::{Attribute, ResourceFormat, Resources};
 use tokio::sync::{mpsc, Notify};
@@ -117,7 +117,11 @@ impl Framework {
     }
 
     pub fn id(&self) -> &str {
-        self.info.id.as_ref().map(|i| i.value.as_str()).unwrap_or("")
+        self.info
+            .id
+            .as_ref()
+            .map(|i| i.value.as_str())
+            .unwrap_or("")
     }
 
     pub fn active(&self) -> bool {
@@ -448,7 +452,9 @@ impl Core {
             if !known_to_allocator {
                 self.allocator.remove_framework(&framework_id);
             }
-            return Err(format!("Failed to persist the framework in the registry: {e}"));
+            return Err(format!(
+                "Failed to persist the framework in the registry: {e}"
+            ));
         }
         self.allocator.activate_framework(&framework_id);
         if !suppressed_roles.is_empty() {
@@ -586,7 +592,9 @@ impl Core {
         }
         self.allocator.remove_framework(framework_id);
         if let Err(e) = self.registry.remove_framework(framework_id) {
-            eprintln!("berth master: cannot remove framework {framework_id} from the registry: {e}");
+            eprintln!(
+                "berth master: cannot remove framework {framework_id} from the registry: {e}"
+            );
         }
         fw.stream = None; // ends the stream
         fw.unregistered_time = Some(now_secs());
@@ -612,8 +620,10 @@ impl Core {
         let decisions = self.allocator.allocate(now);
         let mut by_framework: BTreeMap<String, Vec<Offer>> = BTreeMap::new();
         for d in decisions {
-            let (Some(fw), Some(agent)) = (self.frameworks.get_mut(&d.framework), self.agents.get(&d.agent))
-            else {
+            let (Some(fw), Some(agent)) = (
+                self.frameworks.get_mut(&d.framework),
+                self.agents.get(&d.agent),
+            ) else {
                 // Cannot happen (the allocator only knows live ones); give
                 // the resources back rather than leak them.
                 let _ = self
@@ -628,7 +638,12 @@ impl Core {
                 .tasks
                 .values()
                 .filter(|t| t.agent_id == d.agent && t.info.executor.is_some())
-                .filter_map(|t| t.info.executor.as_ref().map(|e| e.executor_id.value.clone()))
+                .filter_map(|t| {
+                    t.info
+                        .executor
+                        .as_ref()
+                        .map(|e| e.executor_id.value.clone())
+                })
                 .collect();
             let offer = Offer {
                 id: OfferID::new(id.clone()),
@@ -739,7 +754,10 @@ impl Core {
                 refuse,
                 Instant::now(),
             ) {
-                eprintln!("berth master: cannot recover declined offer {}: {e}", id.value);
+                eprintln!(
+                    "berth master: cannot recover declined offer {}: {e}",
+                    id.value
+                );
             }
         }
         self.wake_allocator();
@@ -808,7 +826,10 @@ impl Core {
                     self.remove_offer(&id.value, false);
                 }
             }
-            let fw = self.frameworks.get(framework_id).expect("checked by caller");
+            let fw = self
+                .frameworks
+                .get(framework_id)
+                .expect("checked by caller");
             for task in &tasks {
                 let state = fw.visible(TaskState::Dropped);
                 fw.send(&Event::update(master_status(
@@ -841,14 +862,21 @@ impl Core {
                 .resources
                 .iter()
                 .map(|r| {
-                    if r.allocation_info.as_ref().and_then(|a| a.role.as_ref()).is_some() {
+                    if r.allocation_info
+                        .as_ref()
+                        .and_then(|a| a.role.as_ref())
+                        .is_some()
+                    {
                         r.clone()
                     } else {
                         r.clone().allocated_to(role.clone())
                     }
                 })
                 .collect();
-            let fw = self.frameworks.get(framework_id).expect("checked by caller");
+            let fw = self
+                .frameworks
+                .get(framework_id)
+                .expect("checked by caller");
             let invalid = self.validate_task(fw, &task, &agent_id, &remaining);
             if let Some(message) = invalid {
                 fw.send(&Event::update(master_status(
@@ -901,7 +929,9 @@ impl Core {
             (Some(_), Some(_)) => {
                 return Some("Task should have at most one of CommandInfo or ExecutorInfo".into())
             }
-            (None, None) => return Some("Task should have at least one of CommandInfo or ExecutorInfo".into()),
+            (None, None) => {
+                return Some("Task should have at least one of CommandInfo or ExecutorInfo".into())
+            }
             _ => {}
         }
         if task.resources.is_empty() {
@@ -921,7 +951,10 @@ impl Core {
 
     /// Records a valid task as STAGING and sends it to its agent.
     fn launch(&mut self, framework_id: &str, agent_id: &str, role: &str, task: TaskInfo) {
-        let fw = self.frameworks.get_mut(framework_id).expect("checked by caller");
+        let fw = self
+            .frameworks
+            .get_mut(framework_id)
+            .expect("checked by caller");
         let task_id = task.task_id.value.clone();
         let message = MasterMessage::RunTask {
             framework_info: fw.info.clone(),
@@ -950,7 +983,10 @@ impl Core {
 
     /// KILL: forwarded to the task's agent; an unknown task is reconciled.
     pub fn kill(&mut self, framework_id: &str, kill: Kill) {
-        let fw = self.frameworks.get(framework_id).expect("checked by caller");
+        let fw = self
+            .frameworks
+            .get(framework_id)
+            .expect("checked by caller");
         match fw.tasks.get(&kill.task_id.value) {
             Some(task) => {
                 if let Some(agent) = self.agents.get(&task.agent_id) {
@@ -975,7 +1011,10 @@ impl Core {
 
     /// RECONCILE (implicit with an empty list, else explicit).
     pub fn reconcile(&mut self, framework_id: &str, reconcile: Reconcile) {
-        let fw = self.frameworks.get(framework_id).expect("checked by caller");
+        let fw = self
+            .frameworks
+            .get(framework_id)
+            .expect("checked by caller");
         let reply = |task: &Task| {
             let mut s = task
                 .statuses
@@ -1007,10 +1046,14 @@ impl Core {
                 .as_ref()
                 .and_then(|a| self.agents.get(&a.value));
             let (state, message) = match (&wanted.agent_id, agent) {
-                (Some(_), Some(a)) if a.unreachable_time.is_some() => {
-                    (TaskState::Unreachable, "Reconciliation: Task is unreachable")
-                }
-                (Some(_), Some(_)) => (TaskState::Gone, "Reconciliation: Task is unknown to the agent"),
+                (Some(_), Some(a)) if a.unreachable_time.is_some() => (
+                    TaskState::Unreachable,
+                    "Reconciliation: Task is unreachable",
+                ),
+                (Some(_), Some(_)) => (
+                    TaskState::Gone,
+                    "Reconciliation: Task is unknown to the agent",
+                ),
                 _ => (TaskState::Unknown, "Reconciliation: Task is unknown"),
             };
             let mut s = master_status(
@@ -1039,7 +1082,10 @@ impl Core {
                 "field 'acknowledge.uuid': expecting the Base64 of 16 bytes".into(),
             ));
         }
-        let fw = self.frameworks.get_mut(framework_id).expect("checked by caller");
+        let fw = self
+            .frameworks
+            .get_mut(framework_id)
+            .expect("checked by caller");
         if let Some(agent) = self.agents.get(&ack.agent_id.value) {
             agent.send(&MasterMessage::Acknowledge {
                 framework_id: FrameworkID::new(framework_id),
@@ -1081,7 +1127,12 @@ impl Core {
                 masterlink::protocol::PROTOCOL_VERSION
             ));
         }
-        if let Err(e) = register.agent_info.resources.iter().try_for_each(|r| r.validate()) {
+        if let Err(e) = register
+            .agent_info
+            .resources
+            .iter()
+            .try_for_each(|r| r.validate())
+        {
             return Err(format!("field 'agent_info.resources': {e}"));
         }
         let now = now_secs();
@@ -1214,7 +1265,9 @@ impl Core {
             // Reported usage the totals cannot hold: admit the agent with no
             // usage rather than refuse it (its tasks still run).
             eprintln!("berth master: agent {agent_id}: {e}; its reported tasks are not counted");
-            let _ = self.allocator.add_agent(&agent_id, info.resources.clone(), &[]);
+            let _ = self
+                .allocator
+                .add_agent(&agent_id, info.resources.clone(), &[]);
         }
 
         // Tasks this master had on the agent that it no longer reports.
@@ -1280,7 +1333,9 @@ impl Core {
     /// Checks a non-REGISTER agent call's id and stream id.
     pub fn check_agent(&self, agent_id: &str, stream_id: Option<&str>) -> Result<(), Refusal> {
         let Some(agent) = self.agents.get(agent_id) else {
-            return Err(Refusal::BadRequest(format!("Agent {agent_id} is not registered")));
+            return Err(Refusal::BadRequest(format!(
+                "Agent {agent_id} is not registered"
+            )));
         };
         match (&agent.link, stream_id) {
             (Some(link), Some(given)) if link.stream_id == given => Ok(()),
@@ -1348,7 +1403,12 @@ impl Core {
 
     /// UNREGISTER: the agent leaves; its tasks are lost.
     pub fn unregister_agent(&mut self, agent_id: &str) {
-        self.remove_agent(agent_id, TaskState::Lost, Reason::AgentRemoved, "Agent shut down");
+        self.remove_agent(
+            agent_id,
+            TaskState::Lost,
+            Reason::AgentRemoved,
+            "Agent shut down",
+        );
         if let Err(e) = self.registry.remove_agent(agent_id) {
             eprintln!("berth master: cannot remove agent {agent_id} from the registry: {e}");
         }
@@ -1447,7 +1507,13 @@ impl Core {
                 }
                 task.state = shown;
                 task.resources_recovered = true;
-                let mut s = master_status(&task.info.task_id, Some(agent_id), shown, reason.clone(), message);
+                let mut s = master_status(
+                    &task.info.task_id,
+                    Some(agent_id),
+                    shown,
+                    reason.clone(),
+                    message,
+                );
                 if shown == TaskState::Unreachable {
                     s.unreachable_time = Some(masterlink::scheduler::TimeInfo {
                         nanoseconds: (now * 1e9) as i64,

@@ -555,7 +555,10 @@ async fn operator_and_legacy_endpoints() {
     assert_eq!(head.status, 200, "{body}");
     let reply: Json = serde_json::from_str(&body).unwrap();
     assert_eq!(reply["type"], "GET_STATE");
-    assert!(reply["get_state"]["get_agents"]["agents"].is_array(), "{body}");
+    assert!(
+        reply["get_state"]["get_agents"]["agents"].is_array(),
+        "{body}"
+    );
 
     let (head, body) = request(
         addr,

@@ -4,12 +4,18 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use masterlink::protocol::{AgentCall, MasterMessage, Pong, StatusUpdate, Unregister, STREAM_ID_HEADER};
+use masterlink::protocol::{
+    AgentCall, MasterMessage, Pong, StatusUpdate, Unregister, STREAM_ID_HEADER,
+};
 use tokio::sync::mpsc;
 
 use super::{check_content_type, record_stream, refusal, text, AppState, CloseGuard, Closed};
 
-pub(super) async fn call(State(shared): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub(super) async fn call(
+    State(shared): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if let Err((status, message)) = check_content_type(&headers) {
         return text(status, message);
     }

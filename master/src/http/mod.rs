@@ -272,8 +272,14 @@ fn app(config: MasterConfig, local_addr: SocketAddr) -> Result<(Router, AppState
             .route(&format!("{prefix}/tasks"), get(operator::tasks))
             .route(&format!("{prefix}/flags"), get(operator::flags))
             .route(&format!("{prefix}/redirect"), get(operator::redirect))
-            .route(&format!("{prefix}/metrics/snapshot"), get(operator::metrics_snapshot))
-            .route(&format!("{prefix}/metrics"), get(operator::metrics_prometheus));
+            .route(
+                &format!("{prefix}/metrics/snapshot"),
+                get(operator::metrics_snapshot),
+            )
+            .route(
+                &format!("{prefix}/metrics"),
+                get(operator::metrics_prometheus),
+            );
     }
     Ok((router.with_state(shared.clone()), shared))
 }
@@ -316,7 +322,10 @@ fn spawn_timers(shared: &AppState) -> Vec<JoinHandle<()>> {
         }
     });
     let weak = Arc::downgrade(shared);
-    let ping_interval = shared.config.agent_ping_interval.max(Duration::from_millis(10));
+    let ping_interval = shared
+        .config
+        .agent_ping_interval
+        .max(Duration::from_millis(10));
     let pings = tokio::spawn(async move {
         let mut ticks = tokio::time::interval(ping_interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -334,7 +343,9 @@ fn spawn_timers(shared: &AppState) -> Vec<JoinHandle<()>> {
 /// stream (which may hold the core's lock).
 async fn handle_closed(shared: std::sync::Weak<Shared>, mut rx: mpsc::UnboundedReceiver<Closed>) {
     while let Some(closed) = rx.recv().await {
-        let Some(shared) = shared.upgrade() else { return };
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
         match closed {
             Closed::Framework { id, stream_id } => {
                 let timer = shared.core().framework_disconnected(&id, &stream_id);

@@ -19,9 +19,7 @@ use masterlink::scheduler::TaskState;
 use masterlink::{ResourceFormat, Resources, Value};
 use serde_json::{json, Map, Value as Json};
 
-use super::{
-    check_accept, check_content_type, json_response, text, AppState, MESOS_VERSION,
-};
+use super::{check_accept, check_content_type, json_response, text, AppState, MESOS_VERSION};
 use crate::core::{now_secs, Agent, Core, Framework, Task};
 
 // ---------------------------------------------------------------------------
@@ -150,7 +148,8 @@ fn task_legacy(t: &Task) -> Json {
         .statuses
         .iter()
         .map(|s| {
-            let mut v = json!({"state": s.state.to_string(), "timestamp": s.timestamp.unwrap_or_default()});
+            let mut v =
+                json!({"state": s.state.to_string(), "timestamp": s.timestamp.unwrap_or_default()});
             if let Some(c) = &s.container_status {
                 v["container_status"] = json!(c);
             }
@@ -313,7 +312,11 @@ fn framework_legacy(core: &Core, fw: &Framework) -> Json {
     if let Some(p) = &fw.info.principal {
         v["principal"] = json!(p);
     }
-    if fw.roles.len() == 1 && !fw.info.has_capability(&masterlink::scheduler::FrameworkCapabilityType::MultiRole) {
+    if fw.roles.len() == 1
+        && !fw
+            .info
+            .has_capability(&masterlink::scheduler::FrameworkCapabilityType::MultiRole)
+    {
         v["role"] = json!(fw.roles[0]);
     }
     v
@@ -379,7 +382,11 @@ fn get_agents(core: &Core) -> Json {
 }
 
 fn get_frameworks(core: &Core) -> Json {
-    let frameworks: Vec<Json> = core.frameworks.values().map(|f| framework_v1(core, f)).collect();
+    let frameworks: Vec<Json> = core
+        .frameworks
+        .values()
+        .map(|f| framework_v1(core, f))
+        .collect();
     let completed: Vec<Json> = core
         .completed_frameworks
         .iter()
@@ -429,7 +436,11 @@ fn get_roles(core: &Core) -> Json {
     let mut roles: BTreeMap<String, (Vec<String>, Resources)> = BTreeMap::new();
     for fw in core.frameworks.values() {
         for role in &fw.roles {
-            roles.entry(role.clone()).or_default().0.push(fw.id().to_string());
+            roles
+                .entry(role.clone())
+                .or_default()
+                .0
+                .push(fw.id().to_string());
         }
         for t in fw.tasks.values().filter(|t| !t.state.is_terminal()) {
             roles.entry(t.role.clone()).or_default().1 += &t.info.resources;
@@ -503,7 +514,11 @@ fn reply(call: &str, payload: Json) -> Response {
     json_response(&json!({"type": call, key: payload}))
 }
 
-pub(super) async fn call(State(shared): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub(super) async fn call(
+    State(shared): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if let Err((status, message)) = check_content_type(&headers) {
         return text(status, message);
     }
@@ -648,7 +663,11 @@ pub(super) async fn state(State(shared): State<AppState>) -> Response {
     let info = &core.master_info;
     let pid = info.pid.clone().unwrap_or_default();
     let activated = core.agents.values().filter(|a| a.active()).count();
-    let unreachable = core.agents.values().filter(|a| a.unreachable_time.is_some()).count();
+    let unreachable = core
+        .agents
+        .values()
+        .filter(|a| a.unreachable_time.is_some())
+        .count();
     let deactivated = core.agents.len() - activated - unreachable;
     let state = json!({
         "version": MESOS_VERSION,
@@ -714,7 +733,12 @@ pub(super) async fn tasks(
     let limit: i64 = match q.get("limit").map(|l| l.parse::<i64>()) {
         None => 100,
         Some(Ok(n)) => n,
-        Some(Err(_)) => return text(StatusCode::BAD_REQUEST, "query 'limit': expecting an integer"),
+        Some(Err(_)) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "query 'limit': expecting an integer",
+            )
+        }
     };
     let offset: usize = match q.get("offset").map(|l| l.parse::<usize>()) {
         None => 0,
@@ -729,7 +753,12 @@ pub(super) async fn tasks(
     let descending = match q.get("order").map(String::as_str) {
         None | Some("des") => true,
         Some("asc") => false,
-        Some(_) => return text(StatusCode::BAD_REQUEST, "query 'order': expecting 'asc' or 'des'"),
+        Some(_) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "query 'order': expecting 'asc' or 'des'",
+            )
+        }
     };
     let core = shared.core();
     let mut all: Vec<&Task> = core
@@ -738,18 +767,38 @@ pub(super) async fn tasks(
         .chain(core.completed_frameworks.iter())
         .filter(|f| q.get("framework_id").is_none_or(|id| id == f.id()))
         .flat_map(|f| f.tasks.values().chain(f.completed_tasks.iter()))
-        .filter(|t| q.get("task_id").is_none_or(|id| *id == t.info.task_id.value))
+        .filter(|t| {
+            q.get("task_id")
+                .is_none_or(|id| *id == t.info.task_id.value)
+        })
         .collect();
     all.sort_by(|a, b| {
-        let ta = a.statuses.first().and_then(|s| s.timestamp).unwrap_or_default();
-        let tb = b.statuses.first().and_then(|s| s.timestamp).unwrap_or_default();
+        let ta = a
+            .statuses
+            .first()
+            .and_then(|s| s.timestamp)
+            .unwrap_or_default();
+        let tb = b
+            .statuses
+            .first()
+            .and_then(|s| s.timestamp)
+            .unwrap_or_default();
         ta.total_cmp(&tb)
     });
     if descending {
         all.reverse();
     }
-    let take = if limit < 0 { usize::MAX } else { limit as usize };
-    let tasks: Vec<Json> = all.into_iter().skip(offset).take(take).map(task_legacy).collect();
+    let take = if limit < 0 {
+        usize::MAX
+    } else {
+        limit as usize
+    };
+    let tasks: Vec<Json> = all
+        .into_iter()
+        .skip(offset)
+        .take(take)
+        .map(task_legacy)
+        .collect();
     json_response(&json!({"tasks": tasks}))
 }
 
@@ -784,22 +833,46 @@ fn metrics(core: &Core) -> BTreeMap<String, f64> {
     m.insert("master/elected".into(), 1.0);
     m.insert("master/uptime_secs".into(), now_secs() - core.start_time);
     let active = core.agents.values().filter(|a| a.active()).count() as f64;
-    let unreachable = core.agents.values().filter(|a| a.unreachable_time.is_some()).count() as f64;
+    let unreachable = core
+        .agents
+        .values()
+        .filter(|a| a.unreachable_time.is_some())
+        .count() as f64;
     let total = core.agents.len() as f64;
     m.insert("master/slaves_active".into(), active);
     m.insert("master/slaves_connected".into(), active);
-    m.insert("master/slaves_disconnected".into(), total - active - unreachable);
-    m.insert("master/slaves_inactive".into(), total - active - unreachable);
+    m.insert(
+        "master/slaves_disconnected".into(),
+        total - active - unreachable,
+    );
+    m.insert(
+        "master/slaves_inactive".into(),
+        total - active - unreachable,
+    );
     m.insert("master/slaves_unreachable".into(), unreachable);
     let fw_active = core.frameworks.values().filter(|f| f.active()).count() as f64;
     let fw_total = core.frameworks.len() as f64;
     m.insert("master/frameworks_active".into(), fw_active);
     m.insert("master/frameworks_connected".into(), fw_active);
-    m.insert("master/frameworks_disconnected".into(), fw_total - fw_active);
+    m.insert(
+        "master/frameworks_disconnected".into(),
+        fw_total - fw_active,
+    );
     m.insert("master/frameworks_inactive".into(), fw_total - fw_active);
     let mut states: BTreeMap<&'static str, f64> = [
-        "staging", "starting", "running", "killing", "finished", "failed", "killed", "lost",
-        "error", "dropped", "unreachable", "gone", "gone_by_operator",
+        "staging",
+        "starting",
+        "running",
+        "killing",
+        "finished",
+        "failed",
+        "killed",
+        "lost",
+        "error",
+        "dropped",
+        "unreachable",
+        "gone",
+        "gone_by_operator",
     ]
     .into_iter()
     .map(|s| (s, 0.0))
@@ -821,7 +894,11 @@ fn metrics(core: &Core) -> BTreeMap<String, f64> {
     }
     m.insert("master/outstanding_offers".into(), core.offers.len() as f64);
     let mut total_r = Resources::new();
-    for a in core.agents.values().filter(|a| a.unreachable_time.is_none()) {
+    for a in core
+        .agents
+        .values()
+        .filter(|a| a.unreachable_time.is_none())
+    {
         total_r += &a.info.resources;
     }
     let mut used_r = Resources::new();
@@ -838,10 +915,22 @@ fn metrics(core: &Core) -> BTreeMap<String, f64> {
             if t > 0.0 { u / t } else { 0.0 },
         );
     }
-    m.insert("master/valid_status_updates".into(), c.valid_status_updates as f64);
-    m.insert("master/invalid_status_updates".into(), c.invalid_status_updates as f64);
-    m.insert("master/slave_registrations".into(), c.agent_registrations as f64);
-    m.insert("master/slave_reregistrations".into(), c.agent_reregistrations as f64);
+    m.insert(
+        "master/valid_status_updates".into(),
+        c.valid_status_updates as f64,
+    );
+    m.insert(
+        "master/invalid_status_updates".into(),
+        c.invalid_status_updates as f64,
+    );
+    m.insert(
+        "master/slave_registrations".into(),
+        c.agent_registrations as f64,
+    );
+    m.insert(
+        "master/slave_reregistrations".into(),
+        c.agent_reregistrations as f64,
+    );
     m.insert("master/slave_removals".into(), c.agent_removals as f64);
     m.insert("master/offers_sent".into(), c.offers_sent as f64);
     m.insert("master/offers_declined".into(), c.offers_declined as f64);
@@ -850,7 +939,10 @@ fn metrics(core: &Core) -> BTreeMap<String, f64> {
     m.insert("master/tasks_launched".into(), c.tasks_launched as f64);
     m.insert("master/dropped_messages".into(), 0.0);
     for (call, n) in &c.calls {
-        m.insert(format!("master/messages_{}", call.to_ascii_lowercase()), *n as f64);
+        m.insert(
+            format!("master/messages_{}", call.to_ascii_lowercase()),
+            *n as f64,
+        );
     }
     m
 }
@@ -868,7 +960,13 @@ pub(super) async fn metrics_prometheus(State(shared): State<AppState>) -> Respon
     for (name, value) in m {
         let metric: String = format!("berth_{name}")
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         let kind = if name.contains("uptime")
             || name.ends_with("_total")
@@ -887,9 +985,5 @@ pub(super) async fn metrics_prometheus(State(shared): State<AppState>) -> Respon
         let _ = writeln!(out, "# TYPE {metric} {kind}");
         let _ = writeln!(out, "{metric} {value}");
     }
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        out,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -15,7 +15,11 @@ use super::{
     STREAM_ID_HEADER,
 };
 
-pub(super) async fn call(State(shared): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub(super) async fn call(
+    State(shared): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if let Err((status, message)) = check_content_type(&headers) {
         return text(status, message);
     }
