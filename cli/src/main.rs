@@ -50,6 +50,10 @@ enum Command {
     Rm(commands::rm::Args),
     /// Manage persistent volumes (create, ls, inspect, resize, rm)
     Volume(commands::volume::Args),
+    /// Run the master: scheduler, operator and agent APIs
+    Master(Box<commands::master::Args>),
+    /// Run a master and one agent on this machine (embedded defaults)
+    Up(commands::up::Args),
 }
 
 /// An error with the exit code it should produce.
@@ -101,8 +105,14 @@ fn main() -> ExitCode {
         .volume_root
         .unwrap_or_else(commands::volume::default_root);
     let result = (|| -> CmdResult {
+        // Cluster daemons and clients need no container state directory.
+        let command = match cli.command {
+            Command::Master(a) => return commands::master::run(*a),
+            Command::Up(a) => return commands::up::run(a),
+            other => other,
+        };
         let l = launcher::Launcher::open(root)?;
-        match cli.command {
+        match command {
             Command::Launch(a) => commands::launch::run(&l, &volume_root, *a),
             Command::Ps(a) => commands::ps::run(&l, a),
             Command::Inspect(a) => commands::inspect::run(&l, a),
@@ -112,6 +122,7 @@ fn main() -> ExitCode {
             Command::Wait(a) => commands::wait::run(&l, a),
             Command::Rm(a) => commands::rm::run(&l, a),
             Command::Volume(a) => commands::volume::run(&l, &volume_root, a),
+            Command::Master(_) | Command::Up(_) => unreachable!("dispatched above"),
         }
     })();
     match result {

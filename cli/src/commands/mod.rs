@@ -5,8 +5,10 @@ pub mod inspect;
 pub mod kill;
 pub mod launch;
 pub mod logs;
+pub mod master;
 pub mod ps;
 pub mod rm;
+pub mod up;
 pub mod volume;
 pub mod wait;
 
