@@ -33,6 +33,16 @@ pub struct CreateOptions {
     pub attach: bool,
     /// The berth binary to run as supervisor (default: this executable).
     pub exe: Option<PathBuf>,
+    /// The container id (default: a new random one). The agent chooses it
+    /// so that the sandbox path, which contains it, exists before create.
+    pub id: Option<String>,
+    /// The host directory used as the container's sandbox (default:
+    /// `<state>/<id>/sandbox`). It is not removed with the container.
+    pub sandbox: Option<PathBuf>,
+    /// Where the container's stdout and stderr are kept (default:
+    /// `<state>/<id>/stdout.log` and `stderr.log`).
+    pub stdout_path: Option<PathBuf>,
+    pub stderr_path: Option<PathBuf>,
 }
 
 /// A container that has been created (init waits for `start`).
@@ -63,6 +73,11 @@ impl Created {
         let _ = self.supervisor.try_wait();
     }
 
+    /// Waits for the supervisor to exit and reaps it (blocking).
+    pub fn wait_supervisor(&mut self) {
+        let _ = self.supervisor.wait();
+    }
+
     pub fn supervisor_pid(&self) -> u32 {
         self.supervisor.id()
     }
@@ -87,7 +102,16 @@ impl Launcher {
         if let Some(n) = &opts.name {
             state::validate_name(n)?;
         }
-        let id = state::new_id();
+        let id = match &opts.id {
+            Some(id) if state::is_valid_id(id) => id.clone(),
+            Some(id) => {
+                return Err(Error::invalid(
+                    "container id",
+                    format!("{id:?}: use letters, digits, '_', '+', '-', '.'"),
+                ))
+            }
+            None => state::new_id(),
+        };
         let dir = self.root.create_container_dir(&id)?;
         let result = self.create_in(&id, &dir, req, opts);
         if result.is_err() {
@@ -114,16 +138,16 @@ impl Launcher {
         };
         std::fs::create_dir_all(dir.bundle())
             .map_err(|e| Error::io("creating", &dir.bundle(), e))?;
-        std::fs::create_dir_all(dir.sandbox())
-            .map_err(|e| Error::io("creating", &dir.sandbox(), e))?;
+        let sandbox = opts.sandbox.clone().unwrap_or_else(|| dir.sandbox());
+        std::fs::create_dir_all(&sandbox).map_err(|e| Error::io("creating", &sandbox, e))?;
         if let Some(r) = &req.rootless {
             // The sandbox belongs to the container's root, i.e. the caller.
-            let _ = nix::unistd::chown(&dir.sandbox(), Some(r.uid.into()), Some(r.gid.into()));
+            let _ = nix::unistd::chown(&sandbox, Some(r.uid.into()), Some(r.gid.into()));
         }
         let spec = spec::build(
             req,
             &spec::SpecPaths {
-                sandbox: &dir.sandbox(),
+                sandbox: &sandbox,
                 cgroup_path: &cgroup_path,
             },
         )?;
@@ -154,6 +178,8 @@ impl Launcher {
             rootless,
             warnings: Vec::new(),
             annotations: Default::default(),
+            stdout_path: opts.stdout_path.clone(),
+            stderr_path: opts.stderr_path.clone(),
         };
         dir.write_state(&st)?;
 

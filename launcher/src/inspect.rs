@@ -249,8 +249,8 @@ impl Launcher {
             rootfs: crate::container::rootfs_of(&dir.bundle(), &root_path),
             state_dir: dir.dir.clone(),
             logs: Logs {
-                stdout: dir.stdout_log(),
-                stderr: dir.stderr_log(),
+                stdout: st.stdout_log(&dir),
+                stderr: st.stderr_log(&dir),
             },
             supervisor,
             rootless: st.rootless,

@@ -125,6 +125,23 @@ pub struct ContainerState {
     /// Annotations from config.json, kept for `state`.
     #[serde(default)]
     pub annotations: std::collections::BTreeMap<String, String>,
+    /// Log files chosen by the creator (the agent keeps them in the task's
+    /// sandbox); none: `stdout.log`/`stderr.log` in the state directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout_path: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr_path: Option<PathBuf>,
+}
+
+impl ContainerState {
+    /// The file the container's stdout goes to.
+    pub fn stdout_log(&self, dir: &ContainerDir) -> PathBuf {
+        self.stdout_path.clone().unwrap_or_else(|| dir.stdout_log())
+    }
+    /// The file the container's stderr goes to.
+    pub fn stderr_log(&self, dir: &ContainerDir) -> PathBuf {
+        self.stderr_path.clone().unwrap_or_else(|| dir.stderr_log())
+    }
 }
 
 /// Paths of one container's state directory.

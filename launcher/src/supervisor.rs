@@ -388,8 +388,8 @@ impl Supervisor {
         drop((sync_child, out_w, err_w, stdin, fifo, cgroup_dir));
         self.init = Some(pid);
         self.outputs = vec![
-            Output::open(self.dir.stdout_log(), out_r, self.forward[0].take())?,
-            Output::open(self.dir.stderr_log(), err_r, self.forward[1].take())?,
+            Output::open(st.stdout_log(&self.dir), out_r, self.forward[0].take())?,
+            Output::open(st.stderr_log(&self.dir), err_r, self.forward[1].take())?,
         ];
         if !cloned.in_cgroup {
             if let Some(cg) = &self.cgroup {

@@ -216,7 +216,7 @@ pub fn run(l: &Launcher, volume_root: &std::path::Path, a: Args) -> CmdResult {
         name: a.name.clone(),
         auto_remove: a.rm,
         attach: !a.detach,
-        exe: None,
+        ..Default::default()
     };
     let mut created = l.create(&req, &opts)?;
     if let Ok((_, st, _)) = l.load(&created.id) {

@@ -36,18 +36,20 @@ fn copy_from(path: &std::path::Path, pos: u64, out: &mut dyn Write) -> u64 {
 }
 
 pub fn run(l: &Launcher, a: Args) -> CmdResult {
-    let (dir, _, _) = l.load(&a.container)?;
+    let (dir, st, _) = l.load(&a.container)?;
+    // Agent tasks keep their logs in the task's sandbox.
+    let (stdout, stderr) = (st.stdout_log(&dir), st.stderr_log(&dir));
     let (mut out_pos, mut err_pos) = (0u64, 0u64);
     loop {
-        out_pos = copy_from(&dir.stdout_log(), out_pos, &mut std::io::stdout());
-        err_pos = copy_from(&dir.stderr_log(), err_pos, &mut std::io::stderr());
+        out_pos = copy_from(&stdout, out_pos, &mut std::io::stdout());
+        err_pos = copy_from(&stderr, err_pos, &mut std::io::stderr());
         if !a.follow {
             return Ok(0);
         }
         match l.load(&a.container) {
             Ok((_, _, Status::Stopped)) | Err(_) => {
-                copy_from(&dir.stdout_log(), out_pos, &mut std::io::stdout());
-                copy_from(&dir.stderr_log(), err_pos, &mut std::io::stderr());
+                copy_from(&stdout, out_pos, &mut std::io::stdout());
+                copy_from(&stderr, err_pos, &mut std::io::stderr());
                 return Ok(0);
             }
             _ => std::thread::sleep(Duration::from_millis(100)),

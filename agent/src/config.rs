@@ -1,0 +1,282 @@
+//! The agent's configuration: its command-line flags, checked and turned
+//! into what the agent runs with. Every error names the flag at fault.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use masterlink::attributes::{self, Attribute};
+use masterlink::resources::{self, Resources};
+
+use crate::updates::{DEFAULT_RETRY_MAX, DEFAULT_RETRY_MIN};
+
+/// A flag whose value is not usable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {flag}: {reason}")]
+pub struct FlagError {
+    pub flag: &'static str,
+    pub reason: String,
+}
+
+fn bad(flag: &'static str, reason: impl Into<String>) -> FlagError {
+    FlagError {
+        flag,
+        reason: reason.into(),
+    }
+}
+
+/// The flags as given (strings where they need parsing).
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    pub master: String,
+    pub ip: String,
+    pub port: u16,
+    pub work_dir: PathBuf,
+    pub resources: Option<String>,
+    pub attributes: Option<String>,
+    pub hostname: Option<String>,
+    pub status_update_retry_interval: Option<String>,
+    pub launcher_root: Option<PathBuf>,
+}
+
+/// What the agent runs with.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// `host:port` of the master.
+    pub master: String,
+    pub ip: IpAddr,
+    /// 0 picks a free port (the listener reports the real one).
+    pub port: u16,
+    pub hostname: String,
+    pub work_dir: PathBuf,
+    /// The launcher's state root (containers' bundles and state).
+    pub launcher_root: PathBuf,
+    pub resources: Resources,
+    pub attributes: Vec<Attribute>,
+    pub status_update_retry_min: Duration,
+    pub status_update_retry_max: Duration,
+    /// The berth binary that runs as each container's supervisor (default:
+    /// this executable, which is right for `berth agent`).
+    pub supervisor_exe: Option<PathBuf>,
+    /// Parent of the containers' cgroups (under the agent's own cgroup).
+    pub cgroup_parent: String,
+}
+
+impl Flags {
+    /// Checks every flag. Creates the work directory (resource detection
+    /// measures its filesystem).
+    pub fn into_config(self) -> Result<AgentConfig, FlagError> {
+        let master = parse_master(&self.master)?;
+        let ip: IpAddr = self
+            .ip
+            .parse()
+            .map_err(|_| bad("--ip", format!("{:?} is not an IP address", self.ip)))?;
+        if self.work_dir.as_os_str().is_empty() {
+            return Err(bad("--work-dir", "a directory is required"));
+        }
+        std::fs::create_dir_all(&self.work_dir)
+            .map_err(|e| bad("--work-dir", format!("{}: {e}", self.work_dir.display())))?;
+        let work_dir = std::fs::canonicalize(&self.work_dir)
+            .map_err(|e| bad("--work-dir", format!("{}: {e}", self.work_dir.display())))?;
+        let resources = agent_resources(self.resources.as_deref(), &work_dir)?;
+        let attributes = match self.attributes.as_deref() {
+            Some(a) => attributes::parse(a).map_err(|e| bad("--attributes", e.to_string()))?,
+            None => Vec::new(),
+        };
+        let hostname = match self.hostname {
+            Some(h) if h.is_empty() || h.contains(char::is_whitespace) => {
+                return Err(bad("--hostname", format!("{h:?} is not a host name")))
+            }
+            Some(h) => h,
+            None => nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| ip.to_string()),
+        };
+        let retry_min = match self.status_update_retry_interval.as_deref() {
+            Some(s) => parse_duration(s).filter(|d| !d.is_zero()).ok_or_else(|| {
+                bad(
+                    "--status-update-retry-interval",
+                    format!("{s:?} is not a positive duration (e.g. 10s, 500ms, 1mins)"),
+                )
+            })?,
+            None => DEFAULT_RETRY_MIN,
+        };
+        let launcher_root = self
+            .launcher_root
+            .unwrap_or_else(|| work_dir.join("containers"));
+        Ok(AgentConfig {
+            master,
+            ip,
+            port: self.port,
+            hostname,
+            work_dir,
+            launcher_root,
+            resources,
+            attributes,
+            status_update_retry_min: retry_min,
+            status_update_retry_max: DEFAULT_RETRY_MAX.max(retry_min),
+            supervisor_exe: None,
+            cgroup_parent: "berth".to_string(),
+        })
+    }
+}
+
+/// `--master`: `host:port`, optionally with `http://`.
+pub fn parse_master(s: &str) -> Result<String, FlagError> {
+    let rest = s.strip_prefix("http://").unwrap_or(s).trim_end_matches('/');
+    if rest.starts_with("zk://") || s.starts_with("zk://") {
+        return Err(bad(
+            "--master",
+            "ZooKeeper master detection is not supported; give HOST:PORT",
+        ));
+    }
+    let Some((host, port)) = rest.rsplit_once(':') else {
+        return Err(bad("--master", format!("{s:?} is not HOST:PORT")));
+    };
+    if host.is_empty() || host.contains('/') || port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err(bad("--master", format!("{s:?} is not HOST:PORT")));
+    }
+    Ok(rest.to_string())
+}
+
+/// `--resources` (Mesos syntax, JSON or `file://`) merged with what is
+/// detected on this host for the names it does not give.
+pub fn agent_resources(
+    flag: Option<&str>,
+    work_dir: &std::path::Path,
+) -> Result<Resources, FlagError> {
+    let explicit = match flag {
+        Some(f) => resources::parse_flag(f).map_err(|e| bad("--resources", e.to_string()))?,
+        None => Resources::new(),
+    };
+    Ok(resources::merge_detected(
+        &explicit,
+        &resources::detect(work_dir),
+    ))
+}
+
+/// Durations as Mesos writes them (`10secs`, `500ms`, `1mins`, `2hrs`) and
+/// the short forms (`10s`, `1m`, `2h`); a bare number is seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let secs = match unit.trim() {
+        "ns" | "nsecs" => n / 1e9,
+        "us" | "usecs" => n / 1e6,
+        "ms" | "msecs" => n / 1e3,
+        "" | "s" | "sec" | "secs" => n,
+        "m" | "min" | "mins" => n * 60.0,
+        "h" | "hr" | "hrs" => n * 3600.0,
+        "d" | "day" | "days" => n * 86400.0,
+        _ => return None,
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return None;
+    }
+    Some(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(dir: &std::path::Path) -> Flags {
+        Flags {
+            master: "127.0.0.1:5050".into(),
+            ip: "127.0.0.1".into(),
+            port: 5051,
+            work_dir: dir.to_path_buf(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("10secs"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1mins"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_duration("0.5"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("ten"), None);
+        assert_eq!(parse_duration("10parsecs"), None);
+    }
+
+    #[test]
+    fn master_addresses() {
+        assert_eq!(parse_master("m1:5050").unwrap(), "m1:5050");
+        assert_eq!(
+            parse_master("http://127.0.0.1:5050/").unwrap(),
+            "127.0.0.1:5050"
+        );
+        for b in ["m1", "m1:", ":5050", "m1:x", "zk://h:2181/mesos"] {
+            assert_eq!(parse_master(b).unwrap_err().flag, "--master", "{b}");
+        }
+    }
+
+    #[test]
+    fn given_resources_win_and_the_rest_is_detected() {
+        let d = tempfile::tempdir().unwrap();
+        let mut f = flags(d.path());
+        f.resources = Some("cpus:3;mem(ops):512;gpus:1".into());
+        let c = f.into_config().unwrap();
+        assert_eq!(c.resources.scalar("cpus").value(), 3.0);
+        assert_eq!(c.resources.scalar("mem").value(), 512.0);
+        assert_eq!(c.resources.scalar("gpus").value(), 1.0);
+        // Not given: detected.
+        assert!(c.resources.scalar("disk").value() > 0.0);
+        assert!(!c.resources.ranges("ports").is_empty());
+        assert_eq!(c.status_update_retry_min, DEFAULT_RETRY_MIN);
+        assert_eq!(c.launcher_root, c.work_dir.join("containers"));
+    }
+
+    #[test]
+    fn bad_flags_are_named() {
+        let d = tempfile::tempdir().unwrap();
+        type Change = Box<dyn Fn(&mut Flags)>;
+        let cases: Vec<(&str, Change)> = vec![
+            (
+                "--resources",
+                Box::new(|f| f.resources = Some("cpus:x".into())),
+            ),
+            (
+                "--resources",
+                Box::new(|f| f.resources = Some("cpus:-1".into())),
+            ),
+            (
+                "--attributes",
+                Box::new(|f| f.attributes = Some("rack".into())),
+            ),
+            ("--ip", Box::new(|f| f.ip = "localhost:1".into())),
+            ("--master", Box::new(|f| f.master = "nowhere".into())),
+            (
+                "--status-update-retry-interval",
+                Box::new(|f| f.status_update_retry_interval = Some("0s".into())),
+            ),
+            ("--hostname", Box::new(|f| f.hostname = Some("a b".into()))),
+        ];
+        for (flag, change) in cases {
+            let mut f = flags(d.path());
+            change(&mut f);
+            let e = f.into_config().unwrap_err();
+            assert_eq!(e.flag, flag, "{e}");
+            assert!(e.to_string().starts_with(&format!("invalid {flag}: ")));
+        }
+    }
+
+    #[test]
+    fn attributes_and_retry_interval() {
+        let d = tempfile::tempdir().unwrap();
+        let mut f = flags(d.path());
+        f.attributes = Some("rack:r1;level:10".into());
+        f.status_update_retry_interval = Some("200ms".into());
+        let c = f.into_config().unwrap();
+        assert_eq!(c.attributes.len(), 2);
+        assert_eq!(c.status_update_retry_min, Duration::from_millis(200));
+        assert_eq!(c.status_update_retry_max, DEFAULT_RETRY_MAX);
+    }
+}

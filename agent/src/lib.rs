@@ -1,0 +1,34 @@
+//! The Berth agent (`berth agent`): registers with the master over the
+//! masterlink protocol, runs command tasks in containers through the
+//! launcher, and delivers their status updates reliably.
+//!
+//! - [`config`]: flags -> [`config::AgentConfig`];
+//! - [`link`]: the HTTP side of the agent<->master protocol;
+//! - [`updates`]: the status update manager (ordering, retries, acks,
+//!   checkpoints);
+//! - [`task`]: TaskInfo -> container (argv, environment, limits) and exit ->
+//!   task state;
+//! - [`paths`], [`checkpoint`]: the Mesos-like work directory and its
+//!   crash-safe files;
+//! - [`Agent`]: the event loop tying them together, and its HTTP endpoints.
+
+/// Logs one line to stderr, prefixed like every line the agent prints.
+#[macro_export]
+macro_rules! log {
+    ($($t:tt)*) => {
+        eprintln!("berth agent: {}", format_args!($($t)*))
+    };
+}
+
+mod agent;
+pub mod checkpoint;
+pub mod config;
+mod http;
+pub mod link;
+pub mod paths;
+pub mod task;
+pub mod updates;
+
+pub use agent::{Agent, AgentError, DEFAULT_GRACE, INITIAL_BACKOFF, MAX_BACKOFF, MISSED_PINGS};
+pub use config::{AgentConfig, FlagError, Flags};
+pub use http::resources_map;
