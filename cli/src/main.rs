@@ -54,6 +54,8 @@ enum Command {
     Master(Box<commands::master::Args>),
     /// Run a master and one agent on this machine (embedded defaults)
     Up(commands::up::Args),
+    /// Look at a cluster and run tasks on it (Mesos v1 HTTP APIs)
+    Cluster(commands::cluster::Args),
 }
 
 /// An error with the exit code it should produce.
@@ -109,6 +111,7 @@ fn main() -> ExitCode {
         let command = match cli.command {
             Command::Master(a) => return commands::master::run(*a),
             Command::Up(a) => return commands::up::run(a),
+            Command::Cluster(a) => return commands::cluster::run(a),
             other => other,
         };
         let l = launcher::Launcher::open(root)?;
@@ -122,7 +125,9 @@ fn main() -> ExitCode {
             Command::Wait(a) => commands::wait::run(&l, a),
             Command::Rm(a) => commands::rm::run(&l, a),
             Command::Volume(a) => commands::volume::run(&l, &volume_root, a),
-            Command::Master(_) | Command::Up(_) => unreachable!("dispatched above"),
+            Command::Master(_) | Command::Up(_) | Command::Cluster(_) => {
+                unreachable!("dispatched above")
+            }
         }
     })();
     match result {

@@ -1,0 +1,154 @@
+//! `berth cluster`: look at and use a cluster through the master's public
+//! Mesos v1 HTTP APIs only, so every verb works against Berth's master and a
+//! real Mesos master alike.
+//!
+//! * `agents`, `frameworks`, `tasks`: operator calls (GET_AGENTS,
+//!   GET_FRAMEWORKS + GET_TASKS, GET_TASKS) shown as tables, or the raw
+//!   answer with `--json`;
+//! * `run`: a one-task framework on the scheduler API (see [`run`]).
+
+use std::future::Future;
+
+use berth::mesos::operator::{Answer, OperatorClient};
+use berth::mesos::{ClientError, MasterAddr, DEFAULT_MASTER};
+
+use crate::{CmdResult, Failure};
+
+mod run;
+mod table;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(subcommand)]
+    verb: Verb,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Verb {
+    /// List agents: ID, HOSTNAME, ACTIVE, CPUS, MEM, DISK (used/total)
+    Agents(ListArgs),
+    /// List frameworks: ID, NAME, ROLES, ACTIVE, TASKS
+    Frameworks(ListArgs),
+    /// List tasks: ID, FRAMEWORK, AGENT, STATE, NAME
+    Tasks(TasksArgs),
+    /// Run one command as a task through the scheduler API and follow it
+    Run(run::Args),
+}
+
+/// Where the master is; shared by every verb.
+#[derive(clap::Args, Debug, Clone)]
+pub struct MasterArg {
+    /// The master's HOST:PORT
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        env = "BERTH_MASTER",
+        default_value = DEFAULT_MASTER
+    )]
+    master: MasterAddr,
+}
+
+#[derive(clap::Args, Debug)]
+struct ListArgs {
+    #[command(flatten)]
+    master: MasterArg,
+    /// Print the master's JSON answer instead of a table
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct TasksArgs {
+    #[command(flatten)]
+    list: ListArgs,
+    /// Include completed tasks
+    #[arg(long, short = 'a')]
+    all: bool,
+}
+
+pub fn run(a: Args) -> CmdResult {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    match a.verb {
+        Verb::Agents(l) => list(&rt, &l, "GET_AGENTS", table::agents),
+        Verb::Frameworks(l) => {
+            let client = OperatorClient::new(&l.master.master);
+            let frameworks = block(&rt, client.get("GET_FRAMEWORKS"))?;
+            if l.json {
+                print_raw(&frameworks);
+                return Ok(0);
+            }
+            // GET_FRAMEWORKS has no task counts; Mesos clients join GET_TASKS.
+            let tasks = block(&rt, client.get("GET_TASKS"))?;
+            print!(
+                "{}",
+                table::frameworks(json_of(&frameworks), json_of(&tasks))?
+            );
+            Ok(0)
+        }
+        Verb::Tasks(t) => list(&rt, &t.list, "GET_TASKS", |v| table::tasks(v, t.all)),
+        Verb::Run(r) => rt.block_on(run::run(r)),
+    }
+}
+
+/// One GET_* call shown with `render`, or raw with `--json`.
+fn list(
+    rt: &tokio::runtime::Runtime,
+    l: &ListArgs,
+    call_type: &str,
+    render: impl Fn(&serde_json::Value) -> Result<String, table::Error>,
+) -> CmdResult {
+    let client = OperatorClient::new(&l.master.master);
+    let answer = block(rt, client.get(call_type))?;
+    if l.json {
+        print_raw(&answer);
+    } else {
+        print!("{}", render(json_of(&answer))?);
+    }
+    Ok(0)
+}
+
+fn block<T>(
+    rt: &tokio::runtime::Runtime,
+    f: impl Future<Output = Result<T, ClientError>>,
+) -> Result<T, Failure> {
+    rt.block_on(f).map_err(client_failure)
+}
+
+/// `OperatorClient::get` only returns answers with a JSON body.
+fn json_of(a: &Answer) -> &serde_json::Value {
+    a.json
+        .as_ref()
+        .expect("GET_* answers are checked to be JSON")
+}
+
+/// The answer exactly as the master sent it.
+fn print_raw(a: &Answer) {
+    let body = a.body.trim_end();
+    println!("{body}");
+}
+
+/// A client error as a failure (exit 1) with a hint when nothing listens at
+/// the master's address.
+pub(crate) fn client_failure(e: ClientError) -> Failure {
+    let message = if e.is_connect() {
+        format!(
+            "{e}: is `berth up` (or a master) running there? \
+             Set --master or BERTH_MASTER to another HOST:PORT"
+        )
+    } else {
+        e.to_string()
+    };
+    Failure { code: 1, message }
+}
+
+impl From<table::Error> for Failure {
+    fn from(e: table::Error) -> Self {
+        Failure {
+            code: 1,
+            message: e.to_string(),
+        }
+    }
+}
