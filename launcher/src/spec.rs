@@ -331,7 +331,12 @@ impl LaunchRequest {
 
 /// The mounts every container gets (the runtime spec's defaults, as in
 /// `runc spec`), with a cgroup view that is read-only.
-fn base_mounts(rootless: bool) -> Vec<Mount> {
+///
+/// Without its own network namespace a container cannot mount a new sysfs
+/// (the kernel ties sysfs to the mounter's netns and answers EBUSY for a
+/// read-only instance beside the host's read-write one), so, as runc does,
+/// it gets the host's /sys bound read-only instead.
+fn base_mounts(rootless: bool, own_netns: bool) -> Vec<Mount> {
     let m = |dst: &str, typ: &str, src: &str, opts: &[&str]| {
         MountBuilder::default()
             .destination(dst)
@@ -381,12 +386,21 @@ fn base_mounts(rootless: bool) -> Vec<Mount> {
             "mqueue",
             &["nosuid", "noexec", "nodev"],
         ),
-        m(
-            "/sys",
-            "sysfs",
-            "sysfs",
-            &["nosuid", "noexec", "nodev", "ro"],
-        ),
+        if own_netns {
+            m(
+                "/sys",
+                "sysfs",
+                "sysfs",
+                &["nosuid", "noexec", "nodev", "ro"],
+            )
+        } else {
+            m(
+                "/sys",
+                "bind",
+                "/sys",
+                &["rbind", "nosuid", "noexec", "nodev", "ro"],
+            )
+        },
         m(
             "/sys/fs/cgroup",
             "cgroup",
@@ -516,7 +530,7 @@ pub fn build(req: &LaunchRequest, paths: &SpecPaths) -> Result<Spec> {
         .readonly(host_root)
         .build()
         .map_err(oci)?;
-    let mut mounts = base_mounts(req.rootless.is_some());
+    let mut mounts = base_mounts(req.rootless.is_some(), req.net != NetMode::Host);
     let mb = |dst: &str, typ: &str, src: &str, opts: Vec<String>| {
         MountBuilder::default()
             .destination(dst)
@@ -927,6 +941,16 @@ mod tests {
             .unwrap()
             .iter()
             .any(|n| n["type"] == "network"));
+        // Host network: /sys is the host's, bound read-only.
+        let sys = json["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/sys")
+            .unwrap()
+            .clone();
+        assert_eq!(sys["type"], "bind", "{sys}");
+        assert!(sys["options"].as_array().unwrap().contains(&"ro".into()));
     }
 
     #[test]
