@@ -59,8 +59,8 @@ pub enum AgentError {
     Launcher(#[from] launcher::Error),
     #[error(transparent)]
     Checkpoint(#[from] checkpoint::CheckpointError),
-    #[error("HTTP server: {0}")]
-    Http(std::io::Error),
+    #[error("starting the async runtime: {0}")]
+    Runtime(std::io::Error),
 }
 
 /// Something the loop reacts to.

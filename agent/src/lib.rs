@@ -32,3 +32,36 @@ pub mod updates;
 pub use agent::{Agent, AgentError, DEFAULT_GRACE, INITIAL_BACKOFF, MAX_BACKOFF, MISSED_PINGS};
 pub use config::{AgentConfig, FlagError, Flags};
 pub use http::resources_map;
+
+/// Runs an agent on its own runtime until SIGTERM or SIGINT (what `berth
+/// agent` does). The containers keep running after it returns.
+pub fn run_until_signal(cfg: AgentConfig) -> Result<(), AgentError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(AgentError::Runtime)?;
+    let result = rt.block_on(async {
+        let agent = Agent::start(cfg).await?;
+        agent.run(stop_signal()).await
+    });
+    // Task threads may be waiting for containers: do not wait for them.
+    rt.shutdown_background();
+    result
+}
+
+/// SIGTERM or SIGINT.
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without handlers the default actions still stop the process.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

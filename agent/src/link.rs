@@ -146,20 +146,16 @@ pub async fn post(
     })
 }
 
-/// reqwest's message and its causes ("error sending request: connection
-/// refused").
+/// The innermost cause of a reqwest error ("Connection refused (os error
+/// 111)"): the outer layers repeat the URL, which the caller names already.
 fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
+    let mut last = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {
-        let c_s = c.to_string();
-        if !s.contains(&c_s) {
-            s.push_str(": ");
-            s.push_str(&c_s);
-        }
+        last = c.to_string();
         cause = c.source();
     }
-    s
+    last
 }
 
 #[cfg(test)]

@@ -50,6 +50,8 @@ enum Command {
     Rm(commands::rm::Args),
     /// Manage persistent volumes (create, ls, inspect, resize, rm)
     Volume(commands::volume::Args),
+    /// Run an agent: register with a master and run its tasks in containers
+    Agent(Box<commands::agent::Args>),
     /// Run the master: scheduler, operator and agent APIs
     Master(Box<commands::master::Args>),
     /// Run a master and one agent on this machine (embedded defaults)
@@ -110,6 +112,7 @@ fn main() -> ExitCode {
         // Cluster daemons and clients need no container state directory.
         let command = match cli.command {
             Command::Master(a) => return commands::master::run(*a),
+            Command::Agent(a) => return commands::agent::run(*a),
             Command::Up(a) => return commands::up::run(a),
             Command::Cluster(a) => return commands::cluster::run(a),
             other => other,
@@ -125,7 +128,7 @@ fn main() -> ExitCode {
             Command::Wait(a) => commands::wait::run(&l, a),
             Command::Rm(a) => commands::rm::run(&l, a),
             Command::Volume(a) => commands::volume::run(&l, &volume_root, a),
-            Command::Master(_) | Command::Up(_) | Command::Cluster(_) => {
+            Command::Master(_) | Command::Agent(_) | Command::Up(_) | Command::Cluster(_) => {
                 unreachable!("dispatched above")
             }
         }

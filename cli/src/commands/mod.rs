@@ -1,5 +1,6 @@
 //! One module per verb of the `berth` command.
 
+pub mod agent;
 pub mod cluster;
 pub mod exec;
 pub mod inspect;
