@@ -264,7 +264,7 @@ pub async fn run(a: Args) -> CmdResult {
         client,
         subscribed,
         subscribed_json,
-        events,
+        mut events,
     } = SchedulerClient::subscribe(&master, framework_info(&a.role))
         .await
         .map_err(client_failure)?;
@@ -289,12 +289,15 @@ pub async fn run(a: Args) -> CmdResult {
         agent: None,
         seen: HashSet::new(),
     };
-    let result = run.follow(events, signals, a.timeout.0).await;
+    let result = run.follow(&mut events, signals, a.timeout.0).await;
     // Whatever happened, the framework goes: TEARDOWN also kills a task that
-    // is somehow still running.
+    // is somehow still running. The event stream stays open until then: with
+    // failover_timeout 0 the master removes a framework as soon as its stream
+    // closes, and the TEARDOWN would find none.
     if let Err(e) = client.teardown().await {
         eprintln!("berth: warning: TEARDOWN failed: {e}");
     }
+    drop(events);
     result
 }
 
@@ -338,7 +341,7 @@ struct Run {
 impl Run {
     async fn follow(
         &mut self,
-        mut events: EventStream,
+        events: &mut EventStream,
         mut signals: Signals,
         timeout: Option<Duration>,
     ) -> CmdResult {
