@@ -121,7 +121,9 @@ class HelloScheduler(Scheduler):
         log("re-registered with master %s:%s" % (master_info.hostname, master_info.port))
 
     def disconnected(self, driver):
-        log("disconnected from the master; pymesos will re-subscribe")
+        # pymesos also calls this when the driver is stopped at the end.
+        if not self.done.is_set():
+            log("disconnected from the master; pymesos will re-subscribe")
 
     def resourceOffers(self, driver, offers):
         for offer in offers:
