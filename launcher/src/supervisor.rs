@@ -650,8 +650,10 @@ impl Supervisor {
             Some(WaitStatus::Signaled(_, sig, _)) => (128 + sig as i32, Some(sig as i32)),
             _ => (255, None),
         };
-        let oom_killed = signal == Some(Signal::SIGKILL as i32)
-            && self.cgroup.as_ref().is_some_and(|c| c.oom_kill_count() > 0);
+        // Any process of the container killed by the OOM killer counts (as
+        // Docker's OOMKilled and Mesos' memory limitation do): init is often
+        // a shell that only reports its child's SIGKILL as status 137.
+        let oom_killed = self.cgroup.as_ref().is_some_and(|c| c.oom_kill_count() > 0);
         ExitInfo {
             exit_code,
             signal,
