@@ -79,8 +79,6 @@ pub struct Framework {
     pub completed_tasks: VecDeque<Task>,
     /// Outstanding offers.
     pub offers: BTreeSet<String>,
-    /// Counts disconnections, so that a stale failover timer does nothing.
-    pub epoch: u64,
     /// Known from an agent's re-registration only (not subscribed since this
     /// master started).
     pub recovered: bool,
@@ -501,7 +499,6 @@ impl Core {
                     tasks: BTreeMap::new(),
                     completed_tasks: VecDeque::new(),
                     offers: BTreeSet::new(),
-                    epoch: 0,
                     recovered: false,
                 };
                 self.frameworks.entry(framework_id.clone()).or_insert(fw)
@@ -516,45 +513,47 @@ impl Core {
         Ok((framework_id, stream_id))
     }
 
-    /// The scheduler's stream `stream_id` ended. Returns the failover timeout
-    /// and epoch when the framework now waits for a new scheduler, so the
-    /// caller can arm the timer; `None` if nothing changed or it was removed.
-    pub fn framework_disconnected(
-        &mut self,
-        framework_id: &str,
-        stream_id: &str,
-    ) -> Option<(Duration, u64)> {
-        let fw = self.frameworks.get_mut(framework_id)?;
+    /// The scheduler's stream `stream_id` ended: the framework is inactive
+    /// (no offers; its tasks keep running) until a scheduler subscribes with
+    /// its id again, or [`Core::expire_frameworks`] removes it after its
+    /// failover timeout (0: removed now, as Mesos does).
+    pub fn framework_disconnected(&mut self, framework_id: &str, stream_id: &str) {
+        let Some(fw) = self.frameworks.get_mut(framework_id) else {
+            return;
+        };
         if fw.stream.as_ref().map(|s| s.stream_id.as_str()) != Some(stream_id) {
-            return None; // an older stream, already replaced
+            return; // an older stream, already replaced
         }
         fw.stream = None;
-        fw.epoch += 1;
         fw.unregistered_time = Some(now_secs());
         let timeout = fw.info.failover_timeout;
-        let epoch = fw.epoch;
         let offers: Vec<String> = fw.offers.iter().cloned().collect();
         self.allocator.deactivate_framework(framework_id);
         for offer in offers {
             self.remove_offer(&offer, false);
         }
-        if timeout <= 0.0 || !timeout.is_finite() {
+        if timeout.is_nan() || timeout <= 0.0 {
             self.remove_framework(framework_id);
-            return None;
         }
-        // Cap absurd timeouts so the timer's arithmetic cannot overflow.
-        let secs = timeout.min(365.0 * 86400.0);
-        Some((Duration::from_secs_f64(secs), epoch))
     }
 
-    /// A failover timer fired: removes the framework if it has not come back.
-    pub fn failover_expired(&mut self, framework_id: &str, epoch: u64) {
-        let expired = self
+    /// Removes every disconnected framework whose failover timeout has
+    /// passed (called every second).
+    pub fn expire_frameworks(&mut self, now: f64) {
+        let expired: Vec<String> = self
             .frameworks
-            .get(framework_id)
-            .is_some_and(|fw| fw.stream.is_none() && fw.epoch == epoch);
-        if expired {
-            self.remove_framework(framework_id);
+            .iter()
+            .filter(|(_, fw)| {
+                fw.stream.is_none()
+                    && fw
+                        .unregistered_time
+                        .is_some_and(|t| now >= t + fw.info.failover_timeout.max(0.0))
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            eprintln!("berth master: framework {id} did not come back within its failover timeout; removing it");
+            self.remove_framework(&id);
         }
     }
 
@@ -1151,12 +1150,24 @@ impl Core {
         info.id = Some(AgentID::new(agent_id.clone()));
 
         // Frameworks of the reported tasks that this master does not know
-        // (it restarted) come back as recovered, inactive frameworks.
+        // (it restarted) come back as recovered, inactive frameworks if the
+        // registry still has them; a framework it has not (removed, torn
+        // down) is shut down on the agent.
+        let in_registry: Option<BTreeSet<String>> = self
+            .registry
+            .frameworks()
+            .ok()
+            .map(|fs| fs.into_iter().map(|f| f.id).collect());
+        let mut shutdown = Vec::new();
         for fi in &register.frameworks {
             let Some(id) = fi.id.as_ref().map(|i| i.value.clone()) else {
                 continue;
             };
             if self.frameworks.contains_key(&id) {
+                continue;
+            }
+            if in_registry.as_ref().is_some_and(|r| !r.contains(&id)) {
+                shutdown.push(id);
                 continue;
             }
             let roles = fi.effective_roles();
@@ -1173,11 +1184,12 @@ impl Core {
                     stream: None,
                     registered_time: now,
                     reregistered_time: None,
-                    unregistered_time: None,
+                    // The failover timeout runs from now: its scheduler has
+                    // that long to subscribe again.
+                    unregistered_time: Some(now),
                     tasks: BTreeMap::new(),
                     completed_tasks: VecDeque::new(),
                     offers: BTreeSet::new(),
-                    epoch: 0,
                     recovered: true,
                 },
             );
@@ -1319,6 +1331,11 @@ impl Core {
                 }
                 .to_record(),
             ));
+        }
+        for framework_id in shutdown {
+            agent.send(&MasterMessage::ShutdownFramework {
+                framework_id: FrameworkID::new(framework_id),
+            });
         }
         self.agents.insert(agent_id.clone(), agent);
         if reregister {

@@ -386,3 +386,50 @@ async fn lost_agent_rescinds_offers_and_marks_tasks() {
     assert_eq!(metrics["master/slaves_unreachable"], 1.0, "{metrics}");
     master.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnected_framework_keeps_its_tasks_until_its_failover_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = start_with(dir.path(), fast).await;
+    let addr = master.local_addr();
+    let mut agent = LinkedAgent::register(addr, "node1", "cpus:2;mem:512").await;
+    let mut info = framework("f", "dev", &[]);
+    info["failover_timeout"] = json!(1.0);
+    let mut fw = Sched::subscribe(addr, info.clone()).await;
+    let offer = fw.next_of("OFFERS").await["offers"]["offers"][0].clone();
+    fw.call(launch(&offer, vec![task("t1", &agent.id, 1.0, 64.0)]))
+        .await;
+    assert_eq!(agent.next().await.unwrap()["type"], "RUN_TASK");
+    let id = fw.id.clone();
+
+    // The scheduler goes away; a new one subscribes with the same id within
+    // the timeout and gets the framework back, task included.
+    drop(fw);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    info["id"] = json!({"value": id});
+    let fw = Sched::subscribe(addr, info.clone()).await;
+    assert_eq!(fw.id, id);
+    let (_, body) = post_json(addr, "/api/v1", &[], &json!({"type": "GET_TASKS"})).await;
+    assert!(body.contains("\"t1\""), "{body}");
+
+    // Gone for longer than the timeout: removed, its tasks killed on the agent.
+    drop(fw);
+    let shutdown = timeout(WAIT, agent.next()).await.unwrap().unwrap();
+    assert_eq!(shutdown["type"], "SHUTDOWN_FRAMEWORK", "{shutdown}");
+    assert_eq!(shutdown["framework_id"]["value"], id.as_str());
+    let (_, body) = post_json(addr, "/api/v1", &[], &json!({"type": "GET_FRAMEWORKS"})).await;
+    let v: Json = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["get_frameworks"]["completed_frameworks"][0]["framework_info"]["id"]["value"],
+        id.as_str(),
+        "{v}"
+    );
+    // A removed framework cannot subscribe again with its id.
+    let call = json!({"type": "SUBSCRIBE", "framework_id": {"value": id},
+                      "subscribe": {"framework_info": info}});
+    let (head, mut events) = subscribe(addr, &call).await;
+    assert_eq!(head.status, 200);
+    let e = events.next().await.unwrap();
+    assert_eq!(e["type"], "ERROR", "{e}");
+    master.shutdown().await.unwrap();
+}

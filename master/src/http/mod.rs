@@ -9,7 +9,8 @@
 //! Every route also exists under `/master/`, as in Mesos. The handlers only
 //! parse and answer; the state and its rules are in [`crate::core`].
 //! Background tasks: the allocation loop (every allocation interval and when
-//! the core wakes it), agent pings, and the handler of closed streams.
+//! the core wakes it), agent pings, the failover-timeout sweep, and the
+//! handler of closed streams.
 
 mod agent;
 mod operator;
@@ -336,7 +337,17 @@ fn spawn_timers(shared: &AppState) -> Vec<JoinHandle<()>> {
             shared.core().ping_agents();
         }
     });
-    vec![allocation, pings]
+    let weak = Arc::downgrade(shared);
+    let failovers = tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_secs(1));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let Some(shared) = weak.upgrade() else { return };
+            shared.core().expire_frameworks(crate::core::now_secs());
+        }
+    });
+    vec![allocation, pings, failovers]
 }
 
 /// Applies stream closures to the core, outside the code that dropped the
@@ -348,16 +359,7 @@ async fn handle_closed(shared: std::sync::Weak<Shared>, mut rx: mpsc::UnboundedR
         };
         match closed {
             Closed::Framework { id, stream_id } => {
-                let timer = shared.core().framework_disconnected(&id, &stream_id);
-                if let Some((timeout, epoch)) = timer {
-                    let weak = Arc::downgrade(&shared);
-                    tokio::spawn(async move {
-                        tokio::time::sleep(timeout).await;
-                        if let Some(shared) = weak.upgrade() {
-                            shared.core().failover_expired(&id, epoch);
-                        }
-                    });
-                }
+                shared.core().framework_disconnected(&id, &stream_id)
             }
             Closed::Agent { id, stream_id } => shared.core().agent_disconnected(&id, &stream_id),
         }

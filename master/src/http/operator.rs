@@ -472,8 +472,13 @@ fn get_master(core: &Core) -> Json {
 }
 
 pub(super) fn version_info() -> Json {
+    // Mesos reports when and by whom it was built; Berth has no build
+    // stamp, so the date is empty and the time zero (the fields exist, as
+    // tools read them).
     json!({
         "version": MESOS_VERSION,
+        "build_date": "",
+        "build_time": 0.0,
         "build_user": "berth",
         "berth_version": env!("CARGO_PKG_VERSION"),
     })

@@ -360,7 +360,10 @@ pub struct Sched {
 
 impl Sched {
     pub async fn subscribe(addr: SocketAddr, info: Json) -> Sched {
-        let call = json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": info}});
+        let mut call = json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": info}});
+        if !info["id"].is_null() {
+            call["framework_id"] = info["id"].clone();
+        }
         let (head, mut events) = subscribe(addr, &call).await;
         assert_eq!(head.status, 200);
         let stream_id = head
