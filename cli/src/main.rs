@@ -26,6 +26,22 @@ struct Cli {
     #[arg(long, global = true, value_name = "DIR", env = "BERTH_VOLUME_ROOT")]
     volume_root: Option<PathBuf>,
 
+    /// Also write errors and warnings to this file (runc's --log)
+    #[arg(long, global = true, value_name = "FILE")]
+    log: Option<PathBuf>,
+
+    /// Format of --log lines: text or json (runc's)
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+
+    /// Also log debug lines
+    #[arg(long, global = true)]
+    debug: bool,
+
+    /// Use systemd to manage cgroups (not supported: an error)
+    #[arg(long, global = true)]
+    systemd_cgroup: bool,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -42,6 +58,22 @@ enum Command {
     Logs(commands::logs::Args),
     /// Run a command inside a running container
     Exec(commands::exec::Args),
+    /// runc: create a container from an OCI bundle (it waits for start)
+    Create(commands::runtime::create::Args),
+    /// runc: start a created container
+    Start(commands::runtime::start::Args),
+    /// runc: create and start a container from an OCI bundle
+    Run(commands::runtime::run::Args),
+    /// runc: print a container's runtime-spec state
+    State(commands::runtime::state::Args),
+    /// runc: delete a container (--force kills a running one)
+    Delete(commands::runtime::delete::Args),
+    /// runc: list containers
+    List(commands::runtime::list::Args),
+    /// runc: print the runtime-spec features document
+    Features,
+    /// runc: write a default config.json
+    Spec(commands::runtime::spec::Args),
     /// Send a signal to a container (default SIGKILL)
     Kill(commands::kill::Args),
     /// Wait for a container to stop and print its exit code
@@ -102,6 +134,18 @@ fn main() -> ExitCode {
         };
     }
     let cli = Cli::parse();
+    commands::runtime::log::init(commands::runtime::log::LogConfig {
+        path: cli.log.clone(),
+        json: cli.log_format == "json",
+        debug: cli.debug,
+    });
+    commands::runtime::log::debug(&format!("berth {}", argv[1..].join(" ")));
+    if cli.systemd_cgroup {
+        let msg = "--systemd-cgroup is not supported: Berth manages cgroupfs directly (use the engine's cgroupfs manager)";
+        commands::runtime::log::error(msg);
+        eprintln!("berth: {msg}");
+        return ExitCode::from(1);
+    }
     let root = cli
         .root
         .unwrap_or_else(launcher::state::StateRoot::default_path);
@@ -115,6 +159,8 @@ fn main() -> ExitCode {
             Command::Agent(a) => return commands::agent::run(*a),
             Command::Up(a) => return commands::up::run(a),
             Command::Cluster(a) => return commands::cluster::run(a),
+            Command::Features => return commands::runtime::features::run(),
+            Command::Spec(a) => return commands::runtime::spec::run(a),
             other => other,
         };
         let l = launcher::Launcher::open(root)?;
@@ -128,7 +174,18 @@ fn main() -> ExitCode {
             Command::Wait(a) => commands::wait::run(&l, a),
             Command::Rm(a) => commands::rm::run(&l, a),
             Command::Volume(a) => commands::volume::run(&l, &volume_root, a),
-            Command::Master(_) | Command::Agent(_) | Command::Up(_) | Command::Cluster(_) => {
+            Command::Create(a) => commands::runtime::create::run(&l, a),
+            Command::Start(a) => commands::runtime::start::run(&l, a),
+            Command::Run(a) => commands::runtime::run::run(&l, a),
+            Command::State(a) => commands::runtime::state::run(&l, a),
+            Command::Delete(a) => commands::runtime::delete::run(&l, a),
+            Command::List(a) => commands::runtime::list::run(&l, a),
+            Command::Master(_)
+            | Command::Agent(_)
+            | Command::Up(_)
+            | Command::Cluster(_)
+            | Command::Features
+            | Command::Spec(_) => {
                 unreachable!("dispatched above")
             }
         }
@@ -136,6 +193,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
+            commands::runtime::log::error(&f.message);
             eprintln!("berth: {}", f.message);
             ExitCode::from(f.code)
         }

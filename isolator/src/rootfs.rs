@@ -670,6 +670,45 @@ pub fn pivot(root: &Path) -> Result<()> {
 
 /// Hides `paths` (OCI maskedPaths): /dev/null over files, an empty
 /// read-only tmpfs over directories. Paths that do not exist are skipped.
+/// The old way of entering the root, for roots where pivot_root is not
+/// allowed (a ramfs root): move the root mount onto "/" and chroot into
+/// it (runc's --no-pivot). The old root stays reachable for a process
+/// that escapes the chroot, which is why pivot_root is the default.
+pub fn move_root(root: &Path) -> Result<()> {
+    sys("changing directory to", root, chdir(root))?;
+    sys(
+        "moving the root mount of",
+        root,
+        mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>),
+    )?;
+    sys("chroot to", root, nix::unistd::chroot("."))?;
+    sys("changing directory to", Path::new("/"), chdir("/"))
+}
+
+/// Bind-mounts the terminal `console` (the pty slave) onto the root's
+/// /dev/console, creating the mount point if needed (runc does the same).
+pub fn bind_console(root: &Path, console: &Path) -> Result<()> {
+    let target = secure_join(root, Path::new("/dev/console"))?;
+    if !target.exists() {
+        std::fs::File::create(&target).map_err(|e| RootfsError::Io {
+            step: "creating",
+            path: target.clone(),
+            source: e,
+        })?;
+    }
+    sys(
+        "bind-mounting the terminal on",
+        &target,
+        mount(
+            Some(console),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        ),
+    )
+}
+
 pub fn mask_paths(paths: &[String]) -> Result<()> {
     for p in paths {
         let path = Path::new(p);

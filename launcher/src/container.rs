@@ -153,34 +153,19 @@ impl Launcher {
         )?;
         spec.save(dir.config())
             .map_err(|e| Error::Spec(format!("writing {}: {e}", dir.config().display())))?;
-        self.spawn(id, dir, opts, req.rootless.is_some())
+        let st = new_state(id, dir.bundle(), opts, req.rootless.is_some());
+        self.spawn(dir, st, opts)
     }
 
     /// Records the new container and starts its supervisor, which creates
     /// init from the bundle's config.json; returns once init is created.
-    fn spawn(
+    pub(crate) fn spawn(
         &self,
-        id: &str,
         dir: &ContainerDir,
+        st: ContainerState,
         opts: &CreateOptions,
-        rootless: bool,
     ) -> Result<Created> {
-        let st = ContainerState {
-            id: id.to_string(),
-            name: opts.name.clone(),
-            created: state::now_nanos(),
-            bundle: dir.bundle(),
-            status: Status::Creating,
-            init: None,
-            supervisor: None,
-            cgroup: None,
-            auto_remove: opts.auto_remove,
-            rootless,
-            warnings: Vec::new(),
-            annotations: Default::default(),
-            stdout_path: opts.stdout_path.clone(),
-            stderr_path: opts.stderr_path.clone(),
-        };
+        let id = st.id.as_str();
         dir.write_state(&st)?;
 
         let (report_r, report_w) =
@@ -210,10 +195,14 @@ impl Launcher {
             .clone()
             .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
         let mut cmd = Command::new(&exe);
-        cmd.args(args.to_args())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        cmd.args(args.to_args());
+        if st.runtime.is_none() {
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+        }
+        // else: runc's verbs give the container the caller's stdio, which
+        // the supervisor inherits and hands to init.
         // SAFETY: the closure runs between fork and exec and only calls
         // setsid and fcntl, both async-signal-safe.
         unsafe {
@@ -300,9 +289,16 @@ impl Launcher {
         loop {
             let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
             let _ = poll(&mut fds, PollTimeout::from(50u16));
-            let mut b = [0u8; 1];
+            let mut b = [0u8; 4096];
             match nix::unistd::read(&fd, &mut b) {
-                Ok(1) => break,
+                Ok(n) if n > 0 && b[0] == b'0' => break,
+                // Init could not start the program (a startContainer
+                // hook failed): the rest is its message.
+                Ok(n) if n > 0 => {
+                    return Err(Error::Init(
+                        String::from_utf8_lossy(&b[1..n]).trim().to_string(),
+                    ))
+                }
                 _ => {
                     if !st.init.is_some_and(|p| p.is_alive()) {
                         return Err(Error::Init("init exited before it could be started".into()));
@@ -425,6 +421,32 @@ impl Launcher {
             .collect();
         v.sort_by_key(|(_, st, _)| st.created);
         v
+    }
+}
+
+/// The record of a container about to be created.
+pub(crate) fn new_state(
+    id: &str,
+    bundle: PathBuf,
+    opts: &CreateOptions,
+    rootless: bool,
+) -> ContainerState {
+    ContainerState {
+        id: id.to_string(),
+        name: opts.name.clone(),
+        created: state::now_nanos(),
+        bundle,
+        status: Status::Creating,
+        init: None,
+        supervisor: None,
+        cgroup: None,
+        auto_remove: opts.auto_remove,
+        rootless,
+        warnings: Vec::new(),
+        annotations: Default::default(),
+        stdout_path: opts.stdout_path.clone(),
+        stderr_path: opts.stderr_path.clone(),
+        runtime: None,
     }
 }
 

@@ -49,6 +49,10 @@ pub enum Error {
     Cgroup(#[from] isolator::cgroups::CgroupError),
     #[error("{0}")]
     Spec(String),
+    #[error(transparent)]
+    Hook(#[from] crate::hooks::HookError),
+    #[error(transparent)]
+    Console(#[from] crate::console::ConsoleError),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -30,6 +30,12 @@ pub enum SyncMsg {
     Ready,
     /// Init -> supervisor: setting up (or exec) failed.
     Error { message: String, exit_code: i32 },
+    /// Init -> supervisor (runc's verbs only): mounts are set up, pivot_root
+    /// is next; run the prestart and createRuntime hooks.
+    Hooks,
+    /// Supervisor -> init: the hooks succeeded; the state JSON for the
+    /// container's own hooks (createContainer, startContainer).
+    HooksDone { state: String },
 }
 
 pub fn send(fd: BorrowedFd, msg: &SyncMsg) -> nix::Result<()> {
@@ -74,6 +80,10 @@ pub struct InitConfig<'a> {
     /// The container's cgroup, whose v1 hierarchies init joins itself
     /// (the v2/unified one it was born in).
     pub cgroup: Option<&'a isolator::cgroups::Cgroup>,
+    /// Created through runc's command line: hooks, preserved fds, keyring.
+    pub runtime: Option<&'a crate::state::RuntimeOptions>,
+    /// stdio is a pty slave, to become the controlling terminal.
+    pub terminal: bool,
 }
 
 /// A failed step: the message and the exit code the container gets.
@@ -126,7 +136,18 @@ fn setup(cfg: &InitConfig) -> Result<std::convert::Infallible, InitFailure> {
         .ok_or(("config.json", "no process section"))?;
 
     stdio(cfg).map_err(|e| ("setting up stdio", e))?;
+    if cfg.runtime.is_some() {
+        // As runc: the container is a session of its own, with the pty as
+        // its controlling terminal when it has one.
+        nix::unistd::setsid().map_err(|e| ("setsid", e))?;
+        if cfg.terminal {
+            crate::console::set_controlling_terminal().map_err(|e| ("terminal", e))?;
+        }
+    }
     wait_for_parent(cfg)?;
+    if let Some(adj) = process.oom_score_adj() {
+        oom_score_adj(adj)?;
+    }
     if let Some(cg) = cfg.cgroup {
         cg.join_self_v1().map_err(|e| ("joining the cgroup", e))?;
     }
@@ -144,13 +165,23 @@ fn setup(cfg: &InitConfig) -> Result<std::convert::Infallible, InitFailure> {
         if let Some(h) = spec.hostname() {
             namespaces::set_hostname(h).map_err(|e| ("uts", e))?;
         }
+        if let Some(d) = spec.domainname() {
+            set_domainname(d).map_err(|e| ("domainname", e))?;
+        }
+    }
+    if cfg.runtime.is_some_and(|r| !r.no_new_keyring) {
+        join_session_keyring().map_err(|e| ("session keyring", e))?;
     }
     if cfg.plan.has(LinuxNamespaceType::Network) {
         namespaces::loopback_up().map_err(|e| ("network", e))?;
     }
-    if cfg.plan.has(LinuxNamespaceType::Mount) {
-        filesystem(cfg)?;
-    }
+    let hook_state = if cfg.plan.has(LinuxNamespaceType::Mount) {
+        filesystem(cfg)?
+    } else {
+        let state = before_pivot(cfg)?;
+        sysctl(spec)?;
+        state
+    };
     let cwd = process.cwd();
     change_dir(cwd)?;
     let env: Vec<String> = process.env().clone().unwrap_or_default();
@@ -169,8 +200,11 @@ fn setup(cfg: &InitConfig) -> Result<std::convert::Infallible, InitFailure> {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
     }
     send(cfg.sync.as_fd_borrowed(), &SyncMsg::Ready).map_err(|e| ("reporting ready", e))?;
-    wait_for_start(cfg)?;
+    wait_for_start(cfg, hook_state.as_deref())?;
     prepare_exec_signals();
+    if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
+        set_personality(p.domain())?;
+    }
     if let Some(filter) = cfg.seccomp {
         filter
             .apply()
@@ -202,6 +236,15 @@ fn stdio(cfg: &InitConfig) -> nix::Result<()> {
     };
     if rc < 0 {
         return Err(nix::errno::Errno::last());
+    }
+    // --preserve-fds N: the caller's descriptors 3..3+N stay open.
+    let keep = cfg.runtime.map(|r| r.preserve_fds).unwrap_or(0);
+    for fd in 3..3 + keep as i32 {
+        // SAFETY: clearing FD_CLOEXEC on a descriptor number only changes
+        // this process's descriptor flags (EBADF if it is not open).
+        unsafe {
+            libc::fcntl(fd, libc::F_SETFD, 0);
+        }
     }
     Ok(())
 }
@@ -237,7 +280,7 @@ fn userns_allows_setgroups() -> bool {
 /// The root filesystem, in the order runc uses: private propagation, the
 /// root bind mount, the spec's mounts, devices, pivot_root, then the paths
 /// that must be hidden or read-only (these need the new /proc and /sys).
-fn filesystem(cfg: &InitConfig) -> Result<(), InitFailure> {
+fn filesystem(cfg: &InitConfig) -> Result<Option<String>, InitFailure> {
     let spec = cfg.spec;
     let linux = spec.linux().as_ref();
     let propagation = linux.and_then(|l| l.rootfs_propagation().clone());
@@ -269,7 +312,19 @@ fn filesystem(cfg: &InitConfig) -> Result<(), InitFailure> {
             }
         }
     }
-    rootfs::pivot(&cfg.root_mount).map_err(|e| ("rootfs", e))?;
+    if cfg.terminal {
+        // As runc: /dev/console is the container's terminal.
+        rootfs::bind_console(&cfg.root_mount, Path::new("/proc/self/fd/0"))
+            .map_err(|e| ("/dev/console", e))?;
+    }
+    let hook_state = before_pivot(cfg)?;
+    if cfg.runtime.is_some_and(|r| r.no_pivot) {
+        rootfs::move_root(&cfg.root_mount).map_err(|e| ("rootfs", e))?;
+    } else {
+        rootfs::pivot(&cfg.root_mount).map_err(|e| ("rootfs", e))?;
+    }
+    // Before the read-only paths: /proc/sys is one of them.
+    sysctl(spec)?;
     if let Some(l) = linux {
         rootfs::mask_paths(&l.masked_paths().clone().unwrap_or_default())
             .map_err(|e| ("masked paths", e))?;
@@ -287,6 +342,113 @@ fn filesystem(cfg: &InitConfig) -> Result<(), InitFailure> {
         .unwrap_or(false);
     if readonly && cfg.rootfs != Path::new("/") {
         rootfs::readonly_root(cfg.in_userns).map_err(|e| ("read-only root", e))?;
+    }
+    Ok(hook_state)
+}
+
+/// runc's verbs: the supervisor runs the runtime-namespace hooks, then init
+/// runs createContainer in the container's namespaces, still before
+/// pivot_root. Returns the state JSON for startContainer.
+fn before_pivot(cfg: &InitConfig) -> Result<Option<String>, InitFailure> {
+    if cfg.runtime.is_none() {
+        return Ok(None);
+    }
+    send(cfg.sync.as_fd_borrowed(), &SyncMsg::Hooks).map_err(|e| ("hooks", e))?;
+    let state = match recv(cfg.sync.as_fd_borrowed()) {
+        Ok(Some(SyncMsg::HooksDone { state })) => state,
+        other => return Err(("waiting for the runtime hooks", format!("{other:?}")).into()),
+    };
+    crate::hooks::run_phase(
+        crate::hooks::Phase::CreateContainer,
+        cfg.spec.hooks().as_ref(),
+        state.as_bytes(),
+    )
+    .map_err(|e| ("hook", e))?;
+    Ok(Some(state))
+}
+
+/// linux.sysctl, written through the container's /proc/sys.
+fn sysctl(spec: &Spec) -> Result<(), InitFailure> {
+    let Some(map) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else {
+        return Ok(());
+    };
+    let mut keys: Vec<&String> = map.keys().collect();
+    keys.sort();
+    for k in keys {
+        if k.contains("..") || k.starts_with('/') {
+            return Err(("linux.sysctl", format!("invalid key {k:?}")).into());
+        }
+        let path = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
+        std::fs::write(&path, &map[k]).map_err(|e| InitFailure {
+            message: format!("linux.sysctl: writing {k}={}: {e}", map[k]),
+            exit_code: 1,
+        })?;
+    }
+    Ok(())
+}
+
+/// process.oomScoreAdj. Lowering it below the current minimum needs
+/// CAP_SYS_RESOURCE, which root may lack (it does on Berth's CI hosts):
+/// that is an error naming the field, never a silent skip.
+fn oom_score_adj(adj: i32) -> Result<(), InitFailure> {
+    let path = "/proc/self/oom_score_adj";
+    match std::fs::write(path, adj.to_string()) {
+        Ok(()) => Ok(()),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) => {
+            let current = std::fs::read_to_string(path).unwrap_or_default();
+            Err(InitFailure {
+                message: format!(
+                    "process.oomScoreAdj: setting {adj} (current {}) needs CAP_SYS_RESOURCE: {e}",
+                    current.trim()
+                ),
+                exit_code: 1,
+            })
+        }
+        Err(e) => Err(("process.oomScoreAdj", e).into()),
+    }
+}
+
+fn set_domainname(name: &str) -> nix::Result<()> {
+    // SAFETY: the pointer and length describe `name`'s bytes, which the
+    // kernel only reads.
+    let rc = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+    if rc < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    Ok(())
+}
+
+/// A new session keyring, so that the container does not share keys with
+/// the runtime's session (runc does this unless --no-new-keyring).
+fn join_session_keyring() -> nix::Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    // SAFETY: a NULL name asks the kernel for a new anonymous session
+    // keyring; no memory of ours is passed.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_JOIN_SESSION_KEYRING,
+            std::ptr::null::<libc::c_char>(),
+        )
+    };
+    match nix::errno::Errno::result(rc) {
+        Ok(_) => Ok(()),
+        // No keyring support in this kernel: there is nothing to share.
+        Err(nix::errno::Errno::ENOSYS) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// linux.personality (LINUX or LINUX32), set just before execve.
+fn set_personality(domain: oci_spec::runtime::LinuxPersonalityDomain) -> Result<(), InitFailure> {
+    let persona: libc::c_ulong = match domain {
+        oci_spec::runtime::LinuxPersonalityDomain::PerLinux => 0x0000,
+        oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => 0x0008,
+    };
+    // SAFETY: personality(2) takes a plain integer.
+    let rc = unsafe { libc::personality(persona) };
+    if rc < 0 {
+        return Err(("linux.personality", nix::errno::Errno::last()).into());
     }
     Ok(())
 }
@@ -375,7 +537,7 @@ pub fn credentials(spec: &Spec) -> Result<(CapabilitySets, UserSpec), InitFailur
 /// the fifo lets any process start the container without talking to the
 /// supervisor). The fifo is reopened through our O_PATH descriptor because
 /// its path is outside the new root.
-fn wait_for_start(cfg: &InitConfig) -> Result<(), InitFailure> {
+fn wait_for_start(cfg: &InitConfig, hook_state: Option<&str>) -> Result<(), InitFailure> {
     let path = format!("/proc/self/fd/{}", cfg.fifo.as_raw_fd());
     let fd = nix::fcntl::open(
         path.as_str(),
@@ -383,6 +545,21 @@ fn wait_for_start(cfg: &InitConfig) -> Result<(), InitFailure> {
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| ("opening the exec fifo", e))?;
+    // startContainer hooks run once `start` has opened the fifo and before
+    // it is answered, so that `start` reports their failure: "0" means
+    // started, anything else is the error message.
+    if let Some(state) = hook_state {
+        let state = state.replace("\"status\":\"creating\"", "\"status\":\"created\"");
+        if let Err(e) = crate::hooks::run_phase(
+            crate::hooks::Phase::StartContainer,
+            cfg.spec.hooks().as_ref(),
+            state.as_bytes(),
+        ) {
+            let msg = e.to_string();
+            let _ = nix::unistd::write(&fd, format!("E{msg}").as_bytes());
+            return Err(("hook", msg).into());
+        }
+    }
     nix::unistd::write(&fd, b"0").map_err(|e| ("writing the exec fifo", e))?;
     Ok(())
 }

@@ -7,16 +7,22 @@
 //! - [`init`] is the container's first process: the set-up procedure.
 //! - [`attach`] runs a container in the foreground; [`exec`] joins one;
 //!   [`inspect`] reports on one.
+//! - [`runtime`] is the lifecycle as runc's command line has it, with the
+//!   bundle's [`hooks`]; [`support`] refuses config fields Berth cannot honour.
 
 pub mod attach;
+pub mod console;
 pub mod container;
 pub mod error;
 pub mod exec;
+pub mod hooks;
 pub mod init;
 pub mod inspect;
+pub mod runtime;
 pub mod spec;
 pub mod state;
 pub mod supervisor;
+pub mod support;
 
 pub use container::{CreateOptions, Created, Launcher};
 pub use error::{Error, Result};

@@ -131,6 +131,32 @@ pub struct ContainerState {
     pub stdout_path: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stderr_path: Option<PathBuf>,
+    /// Set for containers created by the runc-compatible verbs
+    /// (`berth create|run`): see [`RuntimeOptions`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<RuntimeOptions>,
+}
+
+/// How a container created through runc's command line differs from a
+/// `berth launch` one: it uses the caller's stdio (or a terminal) instead of
+/// log files, has no supervisor once created (init is reparented to the
+/// caller's subreaper, as with runc, so that engines such as conmon reap it
+/// and see its exit), and runs the bundle's hooks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeOptions {
+    /// process.terminal: the pty master is sent to this unix socket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_socket: Option<PathBuf>,
+    /// Pass the caller's descriptors 3..3+N to the container.
+    #[serde(default)]
+    pub preserve_fds: u32,
+    /// Move the root with MS_MOVE + chroot instead of pivot_root (for
+    /// roots on a ramfs, where pivot_root is not allowed).
+    #[serde(default)]
+    pub no_pivot: bool,
+    /// Do not give the container its own session keyring.
+    #[serde(default)]
+    pub no_new_keyring: bool,
 }
 
 impl ContainerState {

@@ -28,7 +28,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::init::{self, InitConfig, SyncMsg};
-use crate::state::{ContainerDir, ExitInfo, ProcessRef, StateRoot, Status, Warning};
+use crate::state::{
+    ContainerDir, ExitInfo, ProcessRef, RuntimeOptions, StateRoot, Status, Warning,
+};
 
 /// argv[1] that turns the berth binary into a supervisor.
 pub const SUPERVISOR_ARG: &str = "__supervise";
@@ -103,6 +105,11 @@ pub fn main(args: SupervisorArgs) -> i32 {
         Ok(mut sup) => match sup.create() {
             Ok(pid) => {
                 report(&mut status, &Report::Created { pid });
+                if sup.runtime.is_some() {
+                    // runc's model: init is left to the caller's subreaper,
+                    // which reaps it and sees its exit; nothing to watch.
+                    return 0;
+                }
                 let exit = sup.supervise();
                 sup.finish(&exit);
                 report(&mut status, &Report::Exited(exit));
@@ -238,6 +245,8 @@ struct Supervisor {
     watches: Vec<SizeWatch>,
     /// Why the supervisor killed the container, if it did.
     kill_note: Option<String>,
+    /// Created through runc's command line (see [`RuntimeOptions`]).
+    runtime: Option<RuntimeOptions>,
 }
 
 /// A volume without an enforced size (Mesos' disk isolator semantics):
@@ -295,6 +304,7 @@ impl Supervisor {
             outputs: Vec::new(),
             forward,
             failure_code: None,
+            runtime: None,
         })
     }
 
@@ -311,14 +321,10 @@ impl Supervisor {
             rootfs.clone()
         };
 
-        // stdio: stdin is /dev/null; stdout/stderr are pipes to us.
-        let stdin: OwnedFd = File::open("/dev/null")
-            .map_err(|e| Error::io("opening", Path::new("/dev/null"), e))?
-            .into();
-        let (out_r, out_w) =
-            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("creating pipe", e))?;
-        let (err_r, err_w) =
-            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("creating pipe", e))?;
+        self.runtime = st.runtime.clone();
+        let process = self.spec.process().clone().unwrap_or_default();
+        let terminal = self.runtime.is_some() && process.terminal().unwrap_or(false);
+        let (stdin, out_w, err_w, pipes) = self.stdio(terminal, &process)?;
         let (sync_parent, sync_child) = socketpair(
             AddressFamily::Unix,
             SockType::SeqPacket,
@@ -373,6 +379,8 @@ impl Supervisor {
             stderr: &err_w,
             in_userns,
             cgroup: self.cgroup.as_ref(),
+            runtime: self.runtime.as_ref(),
+            terminal,
         };
         let flags = self.plan.clone_flags;
         // SAFETY: the supervisor is single-threaded, so the child (a copy of
@@ -387,10 +395,12 @@ impl Supervisor {
         drop(cfg);
         drop((sync_child, out_w, err_w, stdin, fifo, cgroup_dir));
         self.init = Some(pid);
-        self.outputs = vec![
-            Output::open(st.stdout_log(&self.dir), out_r, self.forward[0].take())?,
-            Output::open(st.stderr_log(&self.dir), err_r, self.forward[1].take())?,
-        ];
+        if let Some((out_r, err_r)) = pipes {
+            self.outputs = vec![
+                Output::open(st.stdout_log(&self.dir), out_r, self.forward[0].take())?,
+                Output::open(st.stderr_log(&self.dir), err_r, self.forward[1].take())?,
+            ];
+        }
         if !cloned.in_cgroup {
             if let Some(cg) = &self.cgroup {
                 cg.add_pid_unified(pid.as_raw())?;
@@ -411,7 +421,38 @@ impl Supervisor {
         }
         init::send(sync_parent.as_fd(), &SyncMsg::Continue)
             .map_err(|e| Error::sys("sync with init", e))?;
-        match init::recv(sync_parent.as_fd()) {
+        let mut msg = init::recv(sync_parent.as_fd());
+        if let Ok(Some(SyncMsg::Hooks)) = msg {
+            // Init has its mounts and waits before pivot_root: the
+            // runtime-namespace hooks run now (runtime-spec createRuntime).
+            let state = crate::runtime::OciState {
+                oci_version: crate::runtime::OCI_VERSION.to_string(),
+                id: st.id.clone(),
+                status: Status::Creating,
+                pid: pid.as_raw(),
+                bundle: st.bundle.clone(),
+                annotations: st.annotations.clone(),
+            }
+            .to_json();
+            let hooks = self.spec.hooks().as_ref();
+            let ran = crate::hooks::run_phase(crate::hooks::Phase::Prestart, hooks, &state)
+                .and_then(|()| {
+                    crate::hooks::run_phase(crate::hooks::Phase::CreateRuntime, hooks, &state)
+                });
+            if let Err(e) = ran {
+                self.reap_failed_init();
+                return Err(e.into());
+            }
+            init::send(
+                sync_parent.as_fd(),
+                &SyncMsg::HooksDone {
+                    state: String::from_utf8_lossy(&state).into_owned(),
+                },
+            )
+            .map_err(|e| Error::sys("sync with init", e))?;
+            msg = init::recv(sync_parent.as_fd());
+        }
+        match msg {
             Ok(Some(SyncMsg::Ready)) => {}
             Ok(Some(SyncMsg::Error { message, exit_code })) => {
                 self.failure_code = Some(exit_code);
@@ -438,9 +479,67 @@ impl Supervisor {
 
         st.status = Status::Created;
         st.init = ProcessRef::of(pid.as_raw());
-        st.supervisor = ProcessRef::of(std::process::id() as i32);
+        st.supervisor = if self.runtime.is_some() {
+            None
+        } else {
+            ProcessRef::of(std::process::id() as i32)
+        };
         self.dir.write_state(&st)?;
         Ok(pid.as_raw())
+    }
+
+    /// The container's stdin, stdout and stderr, and the read ends of the
+    /// output pipes when the supervisor keeps the output in log files.
+    /// `berth launch`: /dev/null and pipes to us. runc's verbs: the
+    /// caller's own stdio, or the slave of a new pty whose master goes to
+    /// the console socket.
+    #[allow(clippy::type_complexity)]
+    fn stdio(
+        &self,
+        terminal: bool,
+        process: &oci_spec::runtime::Process,
+    ) -> Result<(OwnedFd, OwnedFd, OwnedFd, Option<(OwnedFd, OwnedFd)>)> {
+        let dup = |fd: std::os::fd::BorrowedFd| -> Result<OwnedFd> {
+            fd.try_clone_to_owned()
+                .map_err(|e| Error::io("duplicating stdio", Path::new("-"), e))
+        };
+        if let Some(rt) = &self.runtime {
+            if terminal {
+                let size = process
+                    .console_size()
+                    .as_ref()
+                    .map(|b| (b.height() as u16, b.width() as u16));
+                let pty = crate::console::open_pty(size)?;
+                if let Some(sock) = &rt.console_socket {
+                    crate::console::send_master(sock, &pty.master)?;
+                }
+                return Ok((
+                    dup(pty.slave.as_fd())?,
+                    dup(pty.slave.as_fd())?,
+                    pty.slave,
+                    None,
+                ));
+            }
+            // SAFETY: 0, 1 and 2 are this process's stdio, open for its
+            // whole life (the launcher passed its own); borrowing them
+            // only to duplicate them.
+            let (i, o, e) = unsafe {
+                (
+                    std::os::fd::BorrowedFd::borrow_raw(0),
+                    std::os::fd::BorrowedFd::borrow_raw(1),
+                    std::os::fd::BorrowedFd::borrow_raw(2),
+                )
+            };
+            return Ok((dup(i)?, dup(o)?, dup(e)?, None));
+        }
+        let stdin: OwnedFd = File::open("/dev/null")
+            .map_err(|e| Error::io("opening", Path::new("/dev/null"), e))?
+            .into();
+        let (out_r, out_w) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("creating pipe", e))?;
+        let (err_r, err_w) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("creating pipe", e))?;
+        Ok((stdin, out_w, err_w, Some((out_r, err_r))))
     }
 
     fn rootfs_path(&self) -> Result<PathBuf> {

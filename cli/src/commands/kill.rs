@@ -1,4 +1,6 @@
-//! `berth kill`: send a signal to a container's init.
+//! `berth kill`: send a signal to a container's init. Both forms work:
+//! Berth's `kill [-s SIGNAL] ID` (default KILL) and runc's
+//! `kill [--all] ID [SIGNAL]` (an engine always names the signal).
 
 use launcher::Launcher;
 
@@ -7,15 +9,38 @@ use crate::{CmdResult, Failure};
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Signal name or number (default KILL)
-    #[arg(short = 's', long = "signal", default_value = "KILL")]
-    signal: String,
+    #[arg(short = 's', long = "signal")]
+    signal: Option<String>,
+    /// Signal every process of the container, not only init (runc's --all)
+    #[arg(short = 'a', long = "all")]
+    all: bool,
     /// Container id, id prefix or name
     container: String,
+    /// Signal name or number, as runc takes it
+    #[arg(value_name = "SIGNAL", conflicts_with = "signal")]
+    signal_arg: Option<String>,
 }
 
 pub fn run(l: &Launcher, a: Args) -> CmdResult {
-    let sig = super::parse_signal(&a.signal)
-        .map_err(|m| Failure::from(launcher::Error::invalid("--signal", m)))?;
-    l.kill(&a.container, sig)?;
+    let runc_form = a.signal_arg.is_some() || a.all;
+    let name = a
+        .signal_arg
+        .or(a.signal)
+        .unwrap_or_else(|| "KILL".to_string());
+    let sig = super::parse_signal(&name).map_err(|m| {
+        let f = Failure::from(launcher::Error::invalid("signal", m));
+        if runc_form {
+            super::runtime::fail(f)
+        } else {
+            f
+        }
+    })?;
+    let id = l.root.resolve(&a.container)?;
+    let r = l.kill_runtime(&id, sig, a.all);
+    if runc_form {
+        r.map_err(super::runtime::fail)?;
+    } else {
+        r?;
+    }
     Ok(0)
 }

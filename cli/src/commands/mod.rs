@@ -10,6 +10,7 @@ pub mod logs;
 pub mod master;
 pub mod ps;
 pub mod rm;
+pub mod runtime;
 pub mod up;
 pub mod volume;
 pub mod wait;

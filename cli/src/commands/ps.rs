@@ -1,4 +1,5 @@
-//! `berth ps`: a table (or JSON) of containers with live usage.
+//! `berth ps`: a table (or JSON) of containers with live usage; with a
+//! container id, runc's `ps ID [PS_ARGS...]` (its processes).
 
 use launcher::state::Status;
 use launcher::Launcher;
@@ -14,6 +15,14 @@ pub struct Args {
     /// Print JSON instead of a table
     #[arg(long)]
     json: bool,
+    /// runc's ps: table (ps output) or json (pids); needs a container id
+    #[arg(long, short = 'f', value_parser = ["table", "json"])]
+    format: Option<String>,
+    /// runc's ps: the container whose processes to show
+    container: Option<String>,
+    /// runc's ps: arguments for ps(1) (default -ef)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    ps_args: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -31,6 +40,10 @@ struct Row {
 }
 
 pub fn run(l: &Launcher, a: Args) -> CmdResult {
+    if let Some(id) = &a.container {
+        let format = a.format.as_deref().unwrap_or("table");
+        return super::runtime::ps::run(l, id, format, &a.ps_args);
+    }
     let mut rows = Vec::new();
     for (dir, st, status) in l.list() {
         if !a.all && status == Status::Stopped {

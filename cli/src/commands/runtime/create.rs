@@ -1,0 +1,28 @@
+//! `berth create [flags] ID`: set the container up from its bundle; its
+//! init waits for `start`.
+
+use launcher::Launcher;
+
+use super::{fail, CreateFlags};
+use crate::CmdResult;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub flags: CreateFlags,
+    /// The container id
+    pub id: String,
+}
+
+pub fn run(l: &Launcher, a: Args) -> CmdResult {
+    let mut created = l
+        .create_from_bundle(&a.flags.request(&a.id))
+        .map_err(fail)?;
+    // The supervisor exits right after creating init; reaping it here
+    // means init has been handed to our caller's subreaper when we return.
+    created.wait_supervisor();
+    if let Some(p) = &a.flags.pid_file {
+        super::write_pid_file(p, created.pid)?;
+    }
+    Ok(0)
+}

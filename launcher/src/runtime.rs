@@ -1,0 +1,263 @@
+//! The lifecycle as runc's command line has it (runtime-spec runtime.md):
+//! create from a bundle the caller owns, start, state, kill, delete, with
+//! the bundle's hooks at each step.
+//!
+//! A container created here differs from a `berth launch` one (see
+//! [`RuntimeOptions`]): its stdio is the caller's (or a terminal whose
+//! master goes to `--console-socket`), and its supervisor exits once init
+//! is created, so that init is reparented to the caller's subreaper (an
+//! engine's conmon or shim reaps it, as with runc). Its status is derived
+//! from init's liveness.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use oci_spec::runtime::Spec;
+use serde::{Deserialize, Serialize};
+
+use crate::container::{new_state, rootfs_of, CreateOptions, Created, Launcher};
+use crate::error::{Error, Result};
+use crate::hooks::{self, Phase};
+use crate::state::{self, ContainerDir, ContainerState, RuntimeOptions, Status};
+
+/// The runtime-spec version Berth implements (its `state` and hooks' stdin).
+pub const OCI_VERSION: &str = "1.2.0";
+
+/// The state of a container (runtime-spec runtime.md "State"), as `state`
+/// prints it and hooks read it on stdin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OciState {
+    #[serde(rename = "ociVersion")]
+    pub oci_version: String,
+    pub id: String,
+    pub status: Status,
+    /// Init's pid on the host; 0 once stopped (as runc prints it).
+    pub pid: i32,
+    pub bundle: PathBuf,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl OciState {
+    pub fn of(st: &ContainerState, status: Status) -> Self {
+        let pid = match status {
+            Status::Stopped => 0,
+            _ => st.init.map(|p| p.pid).unwrap_or(0),
+        };
+        OciState {
+            oci_version: OCI_VERSION.to_string(),
+            id: st.id.clone(),
+            status,
+            pid,
+            bundle: st.bundle.clone(),
+            annotations: st.annotations.clone(),
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// What `berth create|run` asks for beyond the bundle.
+#[derive(Debug, Clone, Default)]
+pub struct BundleCreate {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub options: RuntimeOptions,
+    /// The berth binary to run as supervisor (default: this executable).
+    pub exe: Option<PathBuf>,
+}
+
+impl Launcher {
+    /// Creates a container from an OCI bundle: checks that Berth can honour
+    /// every field of its config.json, records it, and has a supervisor
+    /// create init, which then waits for `start`. createRuntime and
+    /// createContainer hooks (and prestart) run on the way.
+    pub fn create_from_bundle(&self, req: &BundleCreate) -> Result<Created> {
+        if !state::is_valid_id(&req.id) {
+            return Err(Error::invalid(
+                "container id",
+                format!("{:?}: use letters, digits, '_', '+', '-', '.'", req.id),
+            ));
+        }
+        let bundle = std::fs::canonicalize(&req.bundle)
+            .map_err(|e| Error::io("opening bundle", &req.bundle, e))?;
+        let config = bundle.join("config.json");
+        let mut spec = Spec::load(&config)
+            .map_err(|e| Error::Spec(format!("loading {}: {e}", config.display())))?;
+        crate::support::check(&spec)?;
+        let terminal = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.terminal())
+            .unwrap_or(false);
+        match (terminal, &req.options.console_socket) {
+            (true, None) => {
+                return Err(Error::invalid(
+                    "process.terminal",
+                    "a terminal needs --console-socket (the pty master is sent there)",
+                ))
+            }
+            (false, Some(_)) => {
+                return Err(Error::invalid(
+                    "--console-socket",
+                    "given but process.terminal is false",
+                ))
+            }
+            _ => {}
+        }
+        // The copy in the state directory is what exec and inspect read
+        // later; it must not depend on the bundle's location.
+        if let Some(root) = spec.root().clone() {
+            let mut root = root;
+            root.set_path(rootfs_of(&bundle, root.path()));
+            spec.set_root(Some(root));
+        }
+        nest_cgroups_path(&mut spec);
+        let dir = self.root.create_container_dir(&req.id)?;
+        let result = (|| {
+            std::fs::create_dir_all(dir.bundle())
+                .map_err(|e| Error::io("creating", &dir.bundle(), e))?;
+            spec.save(dir.config())
+                .map_err(|e| Error::Spec(format!("writing {}: {e}", dir.config().display())))?;
+            let opts = CreateOptions {
+                id: Some(req.id.clone()),
+                exe: req.exe.clone(),
+                ..Default::default()
+            };
+            let mut st = new_state(&req.id, bundle.clone(), &opts, false);
+            st.annotations = spec
+                .annotations()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            st.runtime = Some(req.options.clone());
+            self.spawn(&dir, st, &opts)
+        })();
+        if result.is_err() {
+            let _ = self.root.remove(&req.id, None);
+        }
+        result
+    }
+
+    /// The runtime-spec state of a container.
+    pub fn oci_state(&self, id: &str) -> Result<(OciState, ContainerState)> {
+        let (_, st, status) = self.load_exact(id)?;
+        Ok((OciState::of(&st, status), st))
+    }
+
+    /// Looks a container up by its exact id (runc's verbs take no prefixes
+    /// or names: an engine must never hit a different container).
+    pub fn load_exact(&self, id: &str) -> Result<(ContainerDir, ContainerState, Status)> {
+        if !state::is_valid_id(id) || !self.root.container(id).state().exists() {
+            return Err(Error::NotFound(id.to_string()));
+        }
+        let dir = self.root.container(id);
+        let st = dir.read_state()?;
+        let status = self.status_of(&dir, &st);
+        Ok((dir, st, status))
+    }
+
+    /// `start`: lets init run the user's program, then runs the poststart
+    /// hooks (their failures are returned as warnings).
+    pub fn start_runtime(&self, id: &str) -> Result<Vec<String>> {
+        let (dir, st, status) = self.load_exact(id)?;
+        if status != Status::Created {
+            return Err(Error::WrongState {
+                id: id.to_string(),
+                status,
+                hint: match status {
+                    Status::Stopped => "cannot start a container that has stopped".into(),
+                    Status::Running => "cannot start an already running container".into(),
+                    _ => "only a created container can be started".into(),
+                },
+            });
+        }
+        self.start(id)?;
+        let spec = Spec::load(dir.config()).map_err(|e| Error::Spec(e.to_string()))?;
+        let state = OciState::of(&st, Status::Running).to_json();
+        Ok(
+            hooks::run_phase_all(Phase::Poststart, spec.hooks().as_ref(), &state)
+                .into_iter()
+                .map(|e| e.to_string())
+                .collect(),
+        )
+    }
+
+    /// `kill [--all] ID SIGNAL`: signals init, or every process of the
+    /// container's cgroup. Signalling a stopped container is an error.
+    pub fn kill_runtime(&self, id: &str, signal: Signal, all: bool) -> Result<()> {
+        let (_, st, status) = self.load_exact(id)?;
+        let init = match (status, st.init) {
+            (Status::Created | Status::Running, Some(p)) => p,
+            _ => {
+                return Err(Error::WrongState {
+                    id: id.to_string(),
+                    status,
+                    hint: "container not running".into(),
+                })
+            }
+        };
+        if all {
+            if let Some(cg) = &st.cgroup {
+                for pid in cg.pids()? {
+                    let _ = kill(Pid::from_raw(pid), signal);
+                }
+                return Ok(());
+            }
+        }
+        kill(Pid::from_raw(init.pid), signal)
+            .map_err(|e| Error::sys(format!("sending {signal} to pid {}", init.pid), e))
+    }
+
+    /// `delete [--force] ID`: a stopped or created container is removed
+    /// (a created one is killed first, as runc does); a running one only
+    /// with `force`. The poststop hooks run afterwards; their failures are
+    /// returned as warnings.
+    pub fn delete_runtime(&self, id: &str, force: bool) -> Result<Vec<String>> {
+        let (dir, st, status) = self.load_exact(id)?;
+        if matches!(status, Status::Running | Status::Creating) && !force {
+            return Err(Error::WrongState {
+                id: id.to_string(),
+                status,
+                hint: format!("cannot delete container {id} that is not stopped: {status}"),
+            });
+        }
+        let spec = Spec::load(dir.config()).ok();
+        self.remove(id, true)?;
+        let state = OciState::of(&st, Status::Stopped).to_json();
+        Ok(hooks::run_phase_all(
+            Phase::Poststop,
+            spec.as_ref().and_then(|s| s.hooks().as_ref()),
+            &state,
+        )
+        .into_iter()
+        .map(|e| e.to_string())
+        .collect())
+    }
+}
+
+/// Every cgroup Berth creates sits under the creating process's own cgroup:
+/// an absolute linux.cgroupsPath (an engine's `/machine/libpod-ID`) is
+/// placed below it as if it were relative, never at a hierarchy's root.
+fn nest_cgroups_path(spec: &mut Spec) {
+    let Some(mut linux) = spec.linux().clone() else {
+        return;
+    };
+    if let Some(p) = linux.cgroups_path().clone() {
+        let s = p.display().to_string();
+        if let Some(rel) = s.strip_prefix('/') {
+            let rel = rel.trim_start_matches('/');
+            linux.set_cgroups_path(if rel.is_empty() {
+                None
+            } else {
+                Some(PathBuf::from(rel))
+            });
+            spec.set_linux(Some(linux));
+        }
+    }
+}
