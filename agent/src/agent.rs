@@ -265,6 +265,10 @@ impl Agent {
         let listener = self.listener.take();
         let server = listener.map(|l| {
             let router = crate::http::router(self.shared.clone());
+            // Small answers and event streams: no Nagle delay.
+            let l = axum::serve::ListenerExt::tap_io(l, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             tokio::spawn(async move { axum::serve(l, router).await })
         });
         tokio::pin!(shutdown);
@@ -398,6 +402,9 @@ impl Shared {
         if let Some(t) = st.link.task.take() {
             t.abort();
         }
+        // What the abandoned stream already queued (its end, typically) is
+        // stale from now on: it must not count as a second loss.
+        st.link.gen += 1;
         let delay = random_delay(st.link.backoff);
         log!(
             "link to master {} lost ({why}); registering again in {:.1}s",
