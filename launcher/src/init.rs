@@ -314,8 +314,10 @@ fn filesystem(cfg: &InitConfig) -> Result<Option<String>, InitFailure> {
     }
     if cfg.terminal {
         // As runc: /dev/console is the container's terminal.
-        rootfs::bind_console(&cfg.root_mount, Path::new("/proc/self/fd/0"))
-            .map_err(|e| ("/dev/console", e))?;
+        // By name: the descriptor belongs to the supervisor's mount
+        // namespace, and a bind from another namespace's mount is EINVAL.
+        let slave = std::fs::read_link("/proc/self/fd/0").map_err(|e| ("/dev/console", e))?;
+        rootfs::bind_console(&cfg.root_mount, &slave).map_err(|e| ("/dev/console", e))?;
     }
     let hook_state = before_pivot(cfg)?;
     if cfg.runtime.is_some_and(|r| r.no_pivot) {
