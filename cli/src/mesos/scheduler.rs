@@ -111,13 +111,12 @@ impl SchedulerClient {
             what: "SUBSCRIBE".into(),
             message,
         };
+        // Checked after the first event: a refusal (200 with one ERROR
+        // event) may come without a stream id.
         let stream_id = resp
             .headers()
             .get("Mesos-Stream-Id")
-            .ok_or_else(|| protocol("no Mesos-Stream-Id header in the answer".into()))?
-            .to_str()
-            .map_err(|_| protocol("Mesos-Stream-Id is not ASCII".into()))?
-            .to_string();
+            .map(|v| v.to_str().map(str::to_string));
         let endpoint = resp.url().clone();
         // Chunks become Vec<u8> only to name the stream's type without a
         // direct dependency on the bytes crate; they are small.
@@ -146,6 +145,9 @@ impl SchedulerClient {
             }
             other => return Err(protocol(format!("first event is {other}, not SUBSCRIBED"))),
         };
+        let stream_id = stream_id
+            .ok_or_else(|| protocol("no Mesos-Stream-Id header in the answer".into()))?
+            .map_err(|_| protocol("Mesos-Stream-Id is not ASCII".into()))?;
         let heartbeat = subscribed
             .heartbeat_interval_seconds
             .filter(|s| s.is_finite() && *s > 0.0)
@@ -418,9 +420,11 @@ pub fn call_json(call: &Call, format: ResourceFormat) -> Result<Vec<u8>, ClientE
         what: call.call_type.to_string(),
         message: format!("resources cannot be sent in the {format:?} format: {e}"),
     };
-    let set = |slot: &mut Json, r: &Resources| -> Result<(), ClientError> {
+    // Only non-empty resources are rewritten: indexing a missing key would
+    // insert a null, which no master accepts where a list is expected.
+    let set = |parent: &mut Json, key: &str, r: &Resources| -> Result<(), ClientError> {
         if !r.is_empty() {
-            *slot = r.to_json(format).map_err(bad)?;
+            parent[key] = r.to_json(format).map_err(bad)?;
         }
         Ok(())
     };
@@ -430,36 +434,38 @@ pub fn call_json(call: &Call, format: ResourceFormat) -> Result<Vec<u8>, ClientE
             if let Some(l) = &op.launch {
                 for (j, t) in l.task_infos.iter().enumerate() {
                     let tj = &mut o["launch"]["task_infos"][j];
-                    set(&mut tj["resources"], &t.resources)?;
+                    set(tj, "resources", &t.resources)?;
                     if let Some(e) = &t.executor {
-                        set(&mut tj["executor"]["resources"], &e.resources)?;
+                        set(&mut tj["executor"], "resources", &e.resources)?;
                     }
                 }
             }
             if let Some(g) = &op.launch_group {
                 set(
-                    &mut o["launch_group"]["executor"]["resources"],
+                    &mut o["launch_group"]["executor"],
+                    "resources",
                     &g.executor.resources,
                 )?;
                 for (j, t) in g.task_group.tasks.iter().enumerate() {
                     set(
-                        &mut o["launch_group"]["task_group"]["tasks"][j]["resources"],
+                        &mut o["launch_group"]["task_group"]["tasks"][j],
+                        "resources",
                         &t.resources,
                     )?;
                 }
             }
             if let Some(r) = &op.reserve {
-                set(&mut o["reserve"]["resources"], &r.resources)?;
-                set(&mut o["reserve"]["source"], &r.source)?;
+                set(&mut o["reserve"], "resources", &r.resources)?;
+                set(&mut o["reserve"], "source", &r.source)?;
             }
             if let Some(u) = &op.unreserve {
-                set(&mut o["unreserve"]["resources"], &u.resources)?;
+                set(&mut o["unreserve"], "resources", &u.resources)?;
             }
             if let Some(c) = &op.create {
-                set(&mut o["create"]["volumes"], &c.volumes)?;
+                set(&mut o["create"], "volumes", &c.volumes)?;
             }
             if let Some(d) = &op.destroy {
-                set(&mut o["destroy"]["volumes"], &d.volumes)?;
+                set(&mut o["destroy"], "volumes", &d.volumes)?;
             }
         }
     }
@@ -523,5 +529,31 @@ mod tests {
         );
         let back = Call::parse(&serde_json::to_vec(&v).unwrap()).unwrap();
         assert_eq!(back, call);
+    }
+
+    #[test]
+    fn empty_executor_resources_stay_absent() {
+        let mut call = launch_call(Resources::new());
+        let task = &mut call.accept.as_mut().unwrap().operations[0]
+            .launch
+            .as_mut()
+            .unwrap()
+            .task_infos[0];
+        task.command = None;
+        task.executor = Some(
+            serde_json::from_value(serde_json::json!({
+                "executor_id": {"value": "e"}, "command": {"value": "run-me"}
+            }))
+            .unwrap(),
+        );
+        let bytes = call_json(&call, ResourceFormat::PreRefinement).unwrap();
+        let v: Json = serde_json::from_slice(&bytes).unwrap();
+        let t = &v["accept"]["operations"][0]["launch"]["task_infos"][0];
+        assert!(
+            !matches!(t["executor"].get("resources"), Some(Json::Null)),
+            "{t}"
+        );
+        assert!(!matches!(t.get("resources"), Some(Json::Null)), "{t}");
+        assert_eq!(Call::parse(&bytes).unwrap(), call);
     }
 }
