@@ -1,491 +1,345 @@
-//! The agent against a scripted master: registration and re-registration,
-//! status updates (order, one in flight, resends, acknowledgements), and
-//! real command tasks in containers (sandbox output, exit mapping, kill
-//! with a grace period, memory limit and OOM, agent restart).
+//! The agent in a real cluster: `berth master` and `berth agent` as
+//! processes (tests/common/cluster.rs), tasks driven by a framework over the
+//! Mesos v1 scheduler API (berth::mesos::SchedulerClient), real containers.
 //!
-//! The agent runs in this process (its supervisors are the real berth
-//! binary); the master is a small axum server speaking masterlink v1.
+//! Covered: registration, PING/PONG liveness (a stopped agent is marked
+//! unreachable by the master and comes back with its id; an agent that
+//! hears no PING registers again), re-registration with the same id after
+//! a restart (SIGTERM, and SIGKILL with tasks running and an update
+//! unacknowledged: containers keep running with the same pid, the update is
+//! resent with its uuid, exits that happened meanwhile are reported); status
+//! updates in order with one in flight, resent with the same uuid until
+//! acknowledged; sandbox stdout/stderr and the Mesos environment;
+//! checkpoint files; container removal after the terminal acknowledgement;
+//! exit code and launch failure -> TASK_FAILED; kill with a grace period
+//! (SIGTERM handled, or SIGKILL when it is over); the memory limit in the
+//! container's cgroup and OOM; tasks the agent refuses (custom executor ->
+//! TASK_ERROR, container image -> TASK_FAILED).
+//!
+//! Dropped with the scripted master these tests replaced: a KILL_TASK for a
+//! task the master does not know (a real master answers such a KILL itself
+//! by reconciliation and never forwards it), and the exact REGISTER
+//! payload (protocol version, boot id), which only a fake master could
+//! inspect; a real master admitting the agent and its re-registration
+//! with tasks stands for them.
+//!
 //! Tests that run containers need root and print "skipped: ..." without.
+//! Every container lives under the cluster's private state root
+//! (`--launcher-root`) and is removed when the cluster is dropped.
 
-use std::convert::Infallible;
+mod common;
+
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::Response;
-use masterlink::protocol::{AgentCall, MasterMessage, Register};
+use common::cluster::{container_id, Cluster, Framework, WAIT};
+use common::*;
 use masterlink::scheduler::{
-    AgentID, CommandInfo, DurationInfo, ExecutorID, ExecutorInfo, FrameworkCapability,
-    FrameworkCapabilityType, FrameworkID, FrameworkInfo, KillPolicy, MasterInfo, Reason, TaskID,
-    TaskInfo, TaskState, TaskStatus,
+    Call, CallType, DurationInfo, Kill, KillPolicy, Offer, Reason, TaskID, TaskInfo, TaskState,
+    TaskStatus,
 };
-use tokio::sync::mpsc;
+use nix::sys::signal::Signal;
+use serde_json::{json, Value as Json};
 
-const AGENT_ID: &str = "M-S0";
+const RESOURCES: &str = "cpus:2;mem:1024;disk:1024";
 
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-macro_rules! need_root {
-    () => {
-        if !is_root() {
-            eprintln!("skipped: needs root (containers with cgroups)");
-            return;
-        }
-    };
-}
-
-/// What the scripted master has seen, and its stream to the agent.
-#[derive(Default)]
-struct Seen {
-    registers: Vec<Register>,
-    calls: Vec<AgentCall>,
-    stream: Option<mpsc::UnboundedSender<Bytes>>,
-    ping_interval: f64,
-}
-
-#[derive(Clone)]
-struct FakeMaster {
-    seen: Arc<Mutex<Seen>>,
-    addr: String,
-}
-
-async fn agent_api(State(m): State<FakeMaster>, body: Bytes) -> Response {
-    let call = AgentCall::parse(&body).expect("the agent sends valid calls");
-    let mut seen = m.seen.lock().unwrap();
-    if let AgentCall::Register(r) = call {
-        let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
-        let registered = MasterMessage::Registered {
-            agent_id: AgentID::new(AGENT_ID),
-            stream_id: format!("stream-{}", seen.registers.len()),
-            master_info: MasterInfo {
-                id: "master".into(),
-                ip: 16777343,
-                port: 5050,
-                pid: Some(format!("master@{}", m.addr)),
-                hostname: None,
-                version: None,
-                address: None,
-                domain: None,
-                capabilities: Vec::new(),
-            },
-            ping_interval_secs: seen.ping_interval,
-        };
-        tx.send(Bytes::from(registered.to_record())).unwrap();
-        seen.registers.push(r);
-        seen.stream = Some(tx);
-        let body = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
-        });
-        return Response::builder()
-            .header("content-type", "application/json")
-            .body(Body::from_stream(body))
-            .unwrap();
-    }
-    seen.calls.push(call);
-    Response::builder()
-        .status(StatusCode::ACCEPTED)
-        .body(Body::empty())
-        .unwrap()
-}
-
-impl FakeMaster {
-    async fn start(ping_interval: f64) -> FakeMaster {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap().to_string();
-        let m = FakeMaster {
-            seen: Arc::new(Mutex::new(Seen {
-                ping_interval,
-                ..Default::default()
-            })),
-            addr,
-        };
-        let app = axum::Router::new()
-            .route(
-                masterlink::protocol::AGENT_API_PATH,
-                axum::routing::post(agent_api),
-            )
-            .with_state(m.clone());
-        tokio::spawn(async move { axum::serve(l, app).await });
-        m
-    }
-
-    fn send(&self, msg: MasterMessage) {
-        let seen = self.seen.lock().unwrap();
-        let tx = seen.stream.as_ref().expect("the agent is registered");
-        tx.send(Bytes::from(msg.to_record())).unwrap();
-    }
-
-    fn registers(&self) -> Vec<Register> {
-        self.seen.lock().unwrap().registers.clone()
-    }
-
-    /// Every status update received for `task`, resends included.
-    fn updates(&self, task: &str) -> Vec<TaskStatus> {
-        self.seen
-            .lock()
-            .unwrap()
-            .calls
-            .iter()
-            .filter_map(|c| match c {
-                AgentCall::StatusUpdate(u) if u.status.task_id.value == task => {
-                    Some(u.status.clone())
-                }
-                _ => None,
-            })
-            .collect()
-    }
-
-    async fn wait_for<T>(
-        &self,
-        what: &str,
-        timeout: Duration,
-        f: impl Fn(&Self) -> Option<T>,
-    ) -> T {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(v) = f(self) {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; calls: {:#?}",
-                self.seen.lock().unwrap().calls
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Waits for an update of `task` in `state` and returns it.
-    async fn update_in(&self, task: &str, state: TaskState, timeout: Duration) -> TaskStatus {
-        self.wait_for(&format!("{task} {state}"), timeout, |m| {
-            m.updates(task).into_iter().find(|s| s.state == state)
-        })
-        .await
-    }
-
-    async fn registered(&self, n: usize) -> Register {
-        self.wait_for(&format!("REGISTER #{n}"), Duration::from_secs(10), |m| {
-            m.registers().get(n - 1).cloned()
-        })
-        .await
-    }
-
-    fn ack(&self, status: &TaskStatus) {
-        self.send(MasterMessage::Acknowledge {
-            framework_id: FrameworkID::new("F-0000"),
-            task_id: status.task_id.clone(),
-            uuid: status.uuid.clone().unwrap(),
-        });
-    }
-
-    /// Acknowledges every update of `task` as it comes, until `state`.
-    async fn ack_until(&self, task: &str, state: TaskState, timeout: Duration) -> Vec<TaskStatus> {
-        let deadline = Instant::now() + timeout;
-        let mut acked: Vec<TaskStatus> = Vec::new();
-        loop {
-            let next = self
-                .updates(task)
-                .into_iter()
-                .find(|s| !acked.iter().any(|a| a.uuid == s.uuid));
-            if let Some(s) = next {
-                self.ack(&s);
-                acked.push(s.clone());
-                if s.state == state {
-                    return acked;
-                }
-                continue;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {task} {state}; acked {:?}",
-                acked.iter().map(|s| s.state).collect::<Vec<_>>()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-struct TestAgent {
-    work: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    done: Option<tokio::task::JoinHandle<()>>,
-    endpoint: String,
-}
-
-impl TestAgent {
-    async fn start(master: &FakeMaster) -> TestAgent {
-        let work = tempfile::Builder::new()
-            .prefix("agent-test")
-            .tempdir_in(target_tmp())
-            .unwrap();
-        Self::start_in(master, work).await
-    }
-
-    async fn start_in(master: &FakeMaster, work: tempfile::TempDir) -> TestAgent {
-        let flags = agent::Flags {
-            master: master.addr.clone(),
-            ip: "127.0.0.1".into(),
-            port: 0,
-            work_dir: work.path().to_path_buf(),
-            resources: Some("cpus:2;mem:1024;disk:1024".into()),
-            status_update_retry_interval: Some("300ms".into()),
-            ..Default::default()
-        };
-        let mut cfg = flags.into_config().unwrap();
-        cfg.supervisor_exe = Some(PathBuf::from(env!("CARGO_BIN_EXE_berth")));
-        let a = agent::Agent::start(cfg).await.unwrap();
-        let endpoint = a.local_addr().to_string();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let done = tokio::spawn(async move {
-            a.run(async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        });
-        TestAgent {
-            work,
-            stop: Some(stop),
-            done: Some(done),
-            endpoint,
-        }
-    }
-
-    /// Stops the agent (its containers keep running) and hands back its
-    /// work directory.
-    async fn stop(mut self) -> tempfile::TempDir {
-        let _ = self.stop.take().unwrap().send(());
-        self.done.take().unwrap().await.unwrap();
-        let dir = tempfile::Builder::new().tempdir().unwrap();
-        std::mem::replace(&mut self.work, dir)
-    }
-
-    fn launcher(&self) -> launcher::Launcher {
-        launcher::Launcher::open(self.work.path().join("containers")).unwrap()
-    }
-
-    fn sandbox(&self, status: &TaskStatus) -> PathBuf {
-        let cid = container_id(status);
-        let t = &status.task_id.value;
-        self.work.path().canonicalize().unwrap().join(format!(
-            "slaves/{AGENT_ID}/frameworks/F-0000/executors/{t}/runs/{cid}"
-        ))
-    }
-
-    async fn get(&self, path: &str) -> serde_json::Value {
-        let url = format!("http://{}{path}", self.endpoint);
-        let body = tokio::task::spawn_blocking(move || http_get(&url))
-            .await
-            .unwrap();
-        serde_json::from_str(&body).unwrap()
-    }
-}
-
-impl Drop for TestAgent {
-    fn drop(&mut self) {
-        // Containers left by a failed test: remove them with their cgroups.
-        if let Ok(l) = launcher::Launcher::open(self.work.path().join("containers")) {
-            for (_, st, _) in l.list() {
-                let _ = l.remove(&st.id, true);
-            }
-        }
-    }
-}
-
-/// A tiny blocking HTTP GET (the agent's endpoints are plain HTTP/1.1).
-fn http_get(url: &str) -> String {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_at(rest.find('/').unwrap());
-    let mut s = std::net::TcpStream::connect(host).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let body = &out[out.find("\r\n\r\n").unwrap() + 4..];
-    if out
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        // Join the chunks.
-        let mut joined = String::new();
-        let mut rest = body;
-        while let Some(i) = rest.find("\r\n") {
-            let n = usize::from_str_radix(rest[..i].trim(), 16).unwrap_or(0);
-            if n == 0 {
-                break;
-            }
-            joined.push_str(&rest[i + 2..i + 2 + n]);
-            rest = &rest[i + 2 + n + 2..];
-        }
-        return joined;
-    }
-    body.to_string()
-}
-
-fn target_tmp() -> PathBuf {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tmp");
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn container_id(s: &TaskStatus) -> String {
-    s.container_status
-        .as_ref()
-        .and_then(|c| c.container_id.as_ref())
-        .map(|c| c.value.clone())
-        .expect("updates carry the container id")
-}
-
-fn framework(capabilities: &[FrameworkCapabilityType]) -> FrameworkInfo {
-    let mut f = FrameworkInfo::new("root", "test");
-    f.id = Some(FrameworkID::new("F-0000"));
-    f.checkpoint = true;
-    f.capabilities = capabilities
-        .iter()
-        .map(|c| FrameworkCapability {
-            capability_type: c.clone(),
-        })
-        .collect();
-    f
-}
-
-fn task(id: &str, cmd: CommandInfo, resources: &str) -> TaskInfo {
-    TaskInfo {
-        name: id.into(),
-        task_id: TaskID::new(id),
-        agent_id: AgentID::new(AGENT_ID),
-        resources: masterlink::resources::parse(resources).unwrap(),
-        executor: None,
-        command: Some(cmd),
-        container: None,
-        health_check: None,
-        check: None,
-        kill_policy: None,
-        data: None,
-        labels: None,
-        discovery: None,
-        max_completion_time: None,
-        limits: Default::default(),
-    }
-}
-
-fn run(master: &FakeMaster, f: FrameworkInfo, t: TaskInfo) {
-    master.send(MasterMessage::RunTask {
-        framework_info: f,
-        task: t,
+/// A task on the offer's agent: `cpus`, `mem`, and the fields of `extra`
+/// (a command, an executor, a kill policy...).
+fn task(id: &str, offer: &Offer, cpus: f64, mem: f64, extra: Json) -> TaskInfo {
+    let mut v = json!({
+        "name": id, "task_id": {"value": id}, "agent_id": offer.agent_id,
+        "resources": [
+            {"name": "cpus", "type": "SCALAR", "scalar": {"value": cpus}},
+            {"name": "mem", "type": "SCALAR", "scalar": {"value": mem}}],
     });
+    for (k, x) in extra.as_object().expect("an object") {
+        v[k] = x.clone();
+    }
+    serde_json::from_value(v).unwrap()
 }
 
-const T: Duration = Duration::from_secs(20);
+fn shell(cmd: &str) -> Json {
+    json!({"command": {"value": cmd}})
+}
+
+/// A framework that checkpoints (as Mesos requires for agent recovery).
+async fn framework(c: &Cluster, capabilities: &[&str]) -> Framework {
+    let mut caps: Vec<Json> = capabilities.iter().map(|c| json!({"type": c})).collect();
+    caps.push(json!({"type": "MULTI_ROLE"}));
+    Framework::new(
+        c.subscribe_json(json!({
+            "user": "root", "name": "agent-test", "roles": ["dev"],
+            "checkpoint": true, "capabilities": caps,
+        }))
+        .await,
+    )
+}
+
+/// The agent id at the end of the agent's n-th "registered with master"
+/// line (re-registrations included).
+fn registered_as(c: &mut Cluster, n: usize) -> String {
+    let line = c.agent.nth_line("registered with master", n);
+    line.rsplit(' ').next().unwrap().to_string()
+}
+
+/// The ids of the agents the master lists (reachable ones), with whether
+/// each is active.
+fn master_agents(c: &Cluster) -> Vec<(String, bool)> {
+    let v = c.operator("GET_AGENTS");
+    v["get_agents"]["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["agent_info"]["id"]["value"].as_str().unwrap().to_string(),
+                a["active"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The task's sandbox on the host.
+fn sandbox(c: &Cluster, fid: &str, s: &TaskStatus) -> PathBuf {
+    let aid = &s.agent_id.as_ref().expect("an agent id").value;
+    c.agent_work().canonicalize().unwrap().join(format!(
+        "slaves/{aid}/frameworks/{fid}/executors/{}/runs/{}",
+        s.task_id.value,
+        container_id(s)
+    ))
+}
+
+/// Distinct updates (by uuid) in the order first seen.
+fn distinct(updates: &[TaskStatus]) -> Vec<TaskStatus> {
+    let mut seen = BTreeSet::new();
+    updates
+        .iter()
+        .filter(|s| seen.insert(s.uuid.clone()))
+        .cloned()
+        .collect()
+}
+
+fn states(updates: &[TaskStatus]) -> Vec<TaskState> {
+    updates.iter().map(|s| s.state).collect()
+}
+
+/// Acknowledges each new update of `task` (a resend of one already
+/// acknowledged is skipped) until one is in `last`; returns the distinct
+/// updates.
+async fn ack_until(fw: &mut Framework, task: &str, last: TaskState) -> Vec<TaskStatus> {
+    let mut acked: Vec<TaskStatus> = Vec::new();
+    loop {
+        let s = fw.next_of(task).await;
+        if acked.iter().any(|a| a.uuid == s.uuid) {
+            continue;
+        }
+        fw.ack(&s).await;
+        acked.push(s.clone());
+        if s.state == last {
+            return acked;
+        }
+        assert!(!s.state.is_terminal(), "{task} ended in {s:?}");
+    }
+}
+
+/// KILL with a grace period (`None`: the task's own, else the default).
+async fn kill(fw: &Framework, task: &str, grace: Option<Duration>) {
+    fw.sub
+        .client
+        .call(Call {
+            kill: Some(Kill {
+                task_id: TaskID::new(task),
+                agent_id: None,
+                kill_policy: grace.map(|g| KillPolicy {
+                    grace_period: Some(DurationInfo {
+                        nanoseconds: g.as_nanos() as i64,
+                    }),
+                }),
+            }),
+            ..Call::new(CallType::Kill)
+        })
+        .await
+        .unwrap();
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    assert!(wait_until(WAIT.as_secs(), &mut f), "timed out: {what}");
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The container's init pid and status, as `berth inspect` reports them.
+fn inspect_pid(c: &Cluster, cid: &str) -> (i64, String) {
+    let v = c.berth.inspect(cid);
+    (
+        v["pid"].as_i64().unwrap_or(0),
+        v["status"].as_str().unwrap_or("").to_string(),
+    )
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registers_answers_pings_and_reregisters_with_its_id() {
-    // Pings every 0.2 s are expected; the master sends only one: after three
-    // silent intervals the agent registers again, with the id it was given.
-    let m = FakeMaster::start(0.2).await;
-    let a = TestAgent::start(&m).await;
-    let first = m.registered(1).await;
-    assert_eq!(first.agent_info.id, None);
-    assert_eq!(
-        first.protocol_version,
-        masterlink::protocol::PROTOCOL_VERSION
+    // Pings every 250 ms; 4 missed make the agent unreachable.
+    let mut c = Cluster::start(
+        RESOURCES,
+        &["--agent-ping-timeout=250ms", "--max-agent-ping-timeouts=4"],
+        &[],
     );
-    assert_eq!(first.agent_info.resources.scalar("cpus").value(), 2.0);
-    assert!(!first.boot_id.is_empty());
-    m.send(MasterMessage::Ping { id: 41 });
-    m.wait_for("PONG", T, |m| {
-        m.seen.lock().unwrap().calls.iter().find_map(|c| match c {
-            AgentCall::Pong(p) if p.ping == 41 && p.agent_id.value == AGENT_ID => Some(()),
-            _ => None,
-        })
-    })
-    .await;
-    let again = m.registered(2).await;
-    assert_eq!(again.agent_info.id, Some(AgentID::new(AGENT_ID)));
-    let metrics = a.get("/metrics/snapshot").await;
-    assert!(metrics["slave/uptime_secs"].as_f64().unwrap() > 0.0);
-    assert_eq!(metrics["slave/cpus_total"], 2.0);
-    let state = a.get("/state").await;
-    assert_eq!(state["id"], AGENT_ID);
+    let aid = registered_as(&mut c, 1);
+    assert_eq!(master_agents(&c), [(aid.clone(), true)]);
+    let latest = std::fs::read_link(c.agent_work().join("meta/slaves/latest")).unwrap();
+    assert_eq!(latest, Path::new(&aid));
+    let state = c.agent_get("/state").await;
+    assert_eq!(state["id"], aid.as_str());
     assert_eq!(state["resources"]["mem"], 1024.0);
-    // Checkpointed: meta/slaves/latest -> the id.
-    let latest = std::fs::read_link(a.work.path().join("meta/slaves/latest")).unwrap();
-    assert_eq!(latest, Path::new(AGENT_ID));
+    let metrics = c.agent_get("/metrics/snapshot").await;
+    assert_eq!(metrics["slave/cpus_total"], 2.0);
+    assert_eq!(metrics["slave/registered"], 1, "{metrics}");
+
+    // The agent answers every PING: after many intervals the master still
+    // has it, and it never had to register again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(c.master.count("unreachable"), 0);
+    assert_eq!(c.agent.count("registered with master"), 1);
+    assert_eq!(master_agents(&c), [(aid.clone(), true)]);
+    assert!(c.agent_get("/metrics/snapshot").await["slave/uptime_secs"]
+        .as_f64()
+        .is_some_and(|u| u > 0.0));
+
+    // A silent (stopped) agent is marked unreachable; once it runs again it
+    // finds its stream closed and registers again with its id.
+    c.agent.signal(Signal::SIGSTOP);
+    c.master.line(&format!("agent {aid} is unreachable"));
+    assert!(master_agents(&c).is_empty());
+    c.agent.signal(Signal::SIGCONT);
+    assert_eq!(registered_as(&mut c, 2), aid);
+    assert!(c
+        .agent
+        .nth_line("registered with master", 2)
+        .contains("re-registered"));
+    wait_for("the agent active again", || {
+        master_agents(&c) == [(aid.clone(), true)]
+    });
+
+    // A master that sends no PING (stopped): the agent gives up the stream
+    // after three intervals and registers again once the master answers.
+    let silences = c.agent.count("no PING for");
+    c.master.signal(Signal::SIGSTOP);
+    c.agent.nth_line("no PING for", silences + 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.master.signal(Signal::SIGCONT);
+    assert_eq!(registered_as(&mut c, 3), aid);
+    wait_for("the agent active again", || {
+        master_agents(&c) == [(aid.clone(), true)]
+    });
+
+    // A restarted agent (SIGTERM, same work dir) keeps its id.
+    c.agent.stop();
+    c.restart_agent();
+    assert_eq!(registered_as(&mut c, 1), aid);
+    assert!(c
+        .agent
+        .line("registered with master")
+        .contains("re-registered"));
+    wait_for("one agent, active", || {
+        master_agents(&c) == [(aid.clone(), true)]
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unsupported_tasks_and_unknown_kills_are_answered() {
-    let m = FakeMaster::start(60.0).await;
-    let _a = TestAgent::start(&m).await;
-    m.registered(1).await;
-    let mut t = task("exec", CommandInfo::shell("true"), "cpus:0.1;mem:32");
-    t.executor = Some(ExecutorInfo {
-        executor_type: None,
-        executor_id: ExecutorID::new("e"),
-        framework_id: None,
-        command: Some(CommandInfo::shell("my-executor")),
-        container: None,
-        resources: Default::default(),
-        name: None,
-        source: None,
-        data: None,
-        discovery: None,
-        shutdown_grace_period: None,
-        labels: None,
-    });
-    t.command = None;
-    run(&m, framework(&[]), t);
-    let s = m.update_in("exec", TaskState::Error, T).await;
+async fn unsupported_tasks_are_refused_with_an_update() {
+    let c = Cluster::start(RESOURCES, &[], &[]);
+    let mut fw = framework(&c, &[]).await;
+    fw.launch(|o| {
+        vec![
+            task(
+                "exec",
+                o,
+                0.1,
+                32.0,
+                json!({"executor": {
+                    "executor_id": {"value": "e"},
+                    "command": {"value": "my-executor"},
+                }}),
+            ),
+            task(
+                "image",
+                o,
+                0.1,
+                32.0,
+                json!({
+                    "command": {"value": "true"},
+                    "container": {"type": "DOCKER", "docker": {"image": "busybox"}},
+                }),
+            ),
+        ]
+    })
+    .await;
+    let s = fw.next_of("exec").await;
+    assert_eq!(s.state, TaskState::Error, "{s:?}");
     assert_eq!(
         s.message.as_deref(),
         Some("custom executors are not supported yet")
     );
-    assert_eq!(s.agent_id, Some(AgentID::new(AGENT_ID)));
-    assert!(s.uuid.is_some());
-    m.send(MasterMessage::KillTask {
-        framework_id: FrameworkID::new("F-0000"),
-        task_id: TaskID::new("nope"),
-        kill_policy: None,
+    assert!(s.uuid.is_some() && s.agent_id.is_some(), "{s:?}");
+    fw.ack(&s).await;
+    let s = fw.next_of("image").await;
+    assert_eq!(s.state, TaskState::Failed, "{s:?}");
+    assert_eq!(s.reason, Some(Reason::ContainerLaunchFailed), "{s:?}");
+    assert!(
+        s.message
+            .as_deref()
+            .unwrap()
+            .contains("container images are not supported yet"),
+        "{s:?}"
+    );
+    fw.ack(&s).await;
+    // Acknowledged terminal updates: the master moves both to completed.
+    wait_for("completed tasks", || {
+        let t = c.operator("GET_TASKS");
+        t["get_tasks"]["completed_tasks"]
+            .as_array()
+            .is_some_and(|a| a.len() == 2)
     });
-    let s = m.update_in("nope", TaskState::Lost, T).await;
-    assert_eq!(s.reason, Some(Reason::TaskUnknown));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_runs_with_updates_in_order_one_in_flight() {
-    need_root!();
-    let m = FakeMaster::start(60.0).await;
-    let a = TestAgent::start(&m).await;
-    m.registered(1).await;
-    let mut cmd = CommandInfo::shell(
-        "echo \"hello from $MESOS_TASK_ID in $PWD\"; echo oops >&2; echo $MESOS_SANDBOX > where",
-    );
-    cmd.environment = Some(masterlink::scheduler::Environment {
-        variables: vec![masterlink::scheduler::EnvironmentVariable::new("X", "y")],
-    });
-    run(&m, framework(&[]), task("echo", cmd, "cpus:0.5;mem:64"));
-    let starting = m.update_in("echo", TaskState::Starting, T).await;
+    require_root!();
+    let mut c = Cluster::start(RESOURCES, &[], &["--status-update-retry-interval=300ms"]);
+    let mut fw = framework(&c, &[]).await;
+    let fid = fw.id();
+    fw.launch(|o| {
+        vec![task(
+            "echo",
+            o,
+            0.5,
+            64.0,
+            json!({"command": {
+                "value": "echo \"hello from $MESOS_TASK_ID in $PWD\"; echo \"X=$X\"; \
+                          echo oops >&2; echo $MESOS_SANDBOX > where",
+                "environment": {"variables": [{"name": "X", "value": "y"}]},
+            }}),
+        )]
+    })
+    .await;
+    let starting = fw.next_of("echo").await;
+    assert_eq!(starting.state, TaskState::Starting, "{starting:?}");
     // Nothing else until STARTING is acknowledged, but STARTING is resent
     // (same uuid) after the retry interval.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    let so_far = m.updates("echo");
+    fw.idle(Duration::from_millis(1500)).await;
+    let so_far = fw.updates("echo");
     assert!(so_far.len() >= 2, "no resend: {so_far:?}");
     assert!(so_far.iter().all(|s| s.uuid == starting.uuid), "{so_far:?}");
-    let acked = m.ack_until("echo", TaskState::Finished, T).await;
-    let states: Vec<TaskState> = acked.iter().map(|s| s.state).collect();
+    let acked = ack_until(&mut fw, "echo", TaskState::Finished).await;
     assert_eq!(
-        states,
+        states(&acked),
         [TaskState::Starting, TaskState::Running, TaskState::Finished]
     );
+    assert_eq!(states(&distinct(&fw.updates("echo"))), states(&acked));
     let running = &acked[1];
     assert!(running
         .container_status
@@ -498,63 +352,69 @@ async fn a_task_runs_with_updates_in_order_one_in_flight() {
         finished.message.as_deref(),
         Some("Command exited with status 0")
     );
-    assert_eq!(finished.executor_id, Some(ExecutorID::new("echo")));
-    let sandbox = a.sandbox(finished);
-    let out = std::fs::read_to_string(sandbox.join("stdout")).unwrap();
-    assert_eq!(out, format!("hello from echo in {}\n", sandbox.display()));
+    assert_eq!(finished.executor_id.as_ref().unwrap().value, "echo");
+    let aid = finished.agent_id.clone().unwrap().value;
+
+    // The sandbox: the command's output and the Mesos environment.
+    let sandbox = sandbox(&c, &fid, finished);
     assert_eq!(
-        std::fs::read_to_string(sandbox.join("stderr")).unwrap(),
-        "oops\n"
+        read(&sandbox.join("stdout")),
+        format!("hello from echo in {}\nX=y\n", sandbox.display())
     );
+    assert_eq!(read(&sandbox.join("stderr")), "oops\n");
     assert_eq!(
-        std::fs::read_to_string(sandbox.join("where"))
-            .unwrap()
-            .trim(),
+        read(&sandbox.join("where")).trim(),
         sandbox.display().to_string()
     );
-    // Checkpoints: task.info and every update and ack.
-    let meta = a.work.path().canonicalize().unwrap().join(format!(
-        "meta/slaves/{AGENT_ID}/frameworks/F-0000/executors/echo/runs/{}/tasks/echo",
-        container_id(finished)
+
+    // Checkpoints: task.info, and every update and acknowledgement.
+    let cid = container_id(finished);
+    let meta = c.agent_work().canonicalize().unwrap().join(format!(
+        "meta/slaves/{aid}/frameworks/{fid}/executors/echo/runs/{cid}/tasks/echo"
     ));
     assert!(meta.join("task.info").is_file());
-    let log = std::fs::read_to_string(meta.join("task.updates")).unwrap();
-    assert_eq!(log.lines().count(), 6, "{log}");
+    wait_for("6 lines in task.updates", || {
+        std::fs::read_to_string(meta.join("task.updates")).is_ok_and(|l| l.lines().count() == 6)
+    });
+
     // Once the terminal update is acknowledged the container's state goes;
     // the sandbox stays.
-    let cid = container_id(finished);
-    m.wait_for("container removal", T, |_| {
-        a.launcher().load(&cid).is_err().then_some(())
-    })
-    .await;
+    let state_dir = c.berth.state_dir(&cid);
+    wait_for("container removal", || !state_dir.exists());
     assert!(sandbox.join("stdout").exists());
-    let metrics = a.get("/metrics/snapshot").await;
+    let metrics = c.agent_get("/metrics/snapshot").await;
     assert_eq!(metrics["slave/tasks_finished"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exit_codes_and_launch_failures_map_to_states() {
-    need_root!();
-    let m = FakeMaster::start(60.0).await;
-    let _a = TestAgent::start(&m).await;
-    m.registered(1).await;
-    run(
-        &m,
-        framework(&[]),
-        task("three", CommandInfo::shell("exit 3"), "cpus:0.1;mem:32"),
-    );
-    let mut exec = CommandInfo::shell("/no/such/binary");
-    exec.shell = false;
-    exec.arguments = vec!["/no/such/binary".into()];
-    run(&m, framework(&[]), task("missing", exec, "cpus:0.1;mem:32"));
-    let failed = m.ack_until("three", TaskState::Failed, T).await;
+    require_root!();
+    let c = Cluster::start(RESOURCES, &[], &[]);
+    let mut fw = framework(&c, &[]).await;
+    fw.launch(|o| {
+        vec![
+            task("three", o, 0.1, 32.0, shell("exit 3")),
+            task(
+                "missing",
+                o,
+                0.1,
+                32.0,
+                json!({"command": {
+                    "shell": false, "value": "/no/such/binary",
+                    "arguments": ["/no/such/binary"],
+                }}),
+            ),
+        ]
+    })
+    .await;
+    let three = ack_until(&mut fw, "three", TaskState::Failed).await;
     assert_eq!(
-        failed.last().unwrap().message.as_deref(),
+        three.last().unwrap().message.as_deref(),
         Some("Command exited with status 3")
     );
-    let missing = m.ack_until("missing", TaskState::Failed, T).await;
+    let missing = ack_until(&mut fw, "missing", TaskState::Failed).await;
     let last = missing.last().unwrap();
-    assert_eq!(last.reason, Some(Reason::ContainerLaunchFailed));
+    assert_eq!(last.reason, Some(Reason::ContainerLaunchFailed), "{last:?}");
     assert!(
         last.message.as_deref().unwrap().contains("/no/such/binary"),
         "{last:?}"
@@ -565,70 +425,60 @@ async fn exit_codes_and_launch_failures_map_to_states() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_sends_sigterm_then_sigkill_after_the_grace_period() {
-    need_root!();
-    let m = FakeMaster::start(60.0).await;
-    let a = TestAgent::start(&m).await;
-    m.registered(1).await;
-    let fw = framework(&[FrameworkCapabilityType::TaskKillingState]);
-    // Handles SIGTERM: ends at once.
-    run(
-        &m,
-        fw.clone(),
-        task(
-            "polite",
-            CommandInfo::shell(
-                "trap 'echo got TERM; exit 0' TERM; echo up; while true; do sleep 0.1; done",
+    require_root!();
+    let c = Cluster::start(RESOURCES, &[], &[]);
+    let mut fw = framework(&c, &["TASK_KILLING_STATE"]).await;
+    let fid = fw.id();
+    fw.launch(|o| {
+        vec![
+            // Handles SIGTERM: ends at once.
+            task(
+                "polite",
+                o,
+                0.1,
+                32.0,
+                shell("trap 'echo got TERM; exit 0' TERM; echo up; while true; do sleep 0.1; done"),
             ),
-            "cpus:0.1;mem:32",
-        ),
-    );
-    // Ignores SIGTERM (children inherit it): needs SIGKILL after 1 s.
-    let mut stubborn = task(
-        "stubborn",
-        CommandInfo::shell("trap '' TERM; echo up; while true; do sleep 0.1; done"),
-        "cpus:0.1;mem:32",
-    );
-    stubborn.kill_policy = Some(KillPolicy {
-        grace_period: Some(DurationInfo {
-            nanoseconds: 1_000_000_000,
-        }),
-    });
-    run(&m, fw.clone(), stubborn);
+            // Ignores SIGTERM (children inherit that): SIGKILL after its
+            // own 1 s grace period.
+            task(
+                "stubborn",
+                o,
+                0.1,
+                32.0,
+                json!({
+                    "command": {"value": "trap '' TERM; echo up; while true; do sleep 0.1; done"},
+                    "kill_policy": {"grace_period": {"nanoseconds": 1_000_000_000}},
+                }),
+            ),
+        ]
+    })
+    .await;
+    let mut sandboxes = Vec::new();
     for t in ["polite", "stubborn"] {
-        let r = m.ack_until(t, TaskState::Running, T).await;
-        let sandbox = a.sandbox(r.last().unwrap());
-        m.wait_for("output", T, |_| {
-            std::fs::read_to_string(sandbox.join("stdout"))
-                .ok()
-                .filter(|s| s.contains("up"))
-        })
-        .await;
+        let r = ack_until(&mut fw, t, TaskState::Running).await;
+        let sandbox = sandbox(&c, &fid, r.last().unwrap());
+        let out = sandbox.join("stdout");
+        wait_for("output", || {
+            std::fs::read_to_string(&out).is_ok_and(|s| s.contains("up"))
+        });
+        sandboxes.push(sandbox);
     }
     let t0 = Instant::now();
-    for t in ["polite", "stubborn"] {
-        m.send(MasterMessage::KillTask {
-            framework_id: FrameworkID::new("F-0000"),
-            task_id: TaskID::new(t),
-            // The stubborn task's own policy applies; the polite one gets 10 s.
-            kill_policy: (t == "polite").then_some(KillPolicy {
-                grace_period: Some(DurationInfo {
-                    nanoseconds: 10_000_000_000,
-                }),
-            }),
-        });
-    }
-    let polite = m.ack_until("polite", TaskState::Killed, T).await;
+    // The polite one gets 10 s (it needs none); the stubborn one its own.
+    kill(&fw, "polite", Some(Duration::from_secs(10))).await;
+    kill(&fw, "stubborn", None).await;
+    let polite = ack_until(&mut fw, "polite", TaskState::Killed).await;
     let polite_time = t0.elapsed();
-    let states: Vec<TaskState> = polite.iter().map(|s| s.state).collect();
     assert_eq!(
-        &states[2..],
+        states(&polite),
         [TaskState::Killing, TaskState::Killed],
-        "{states:?}"
+        "{polite:?}"
     );
     assert!(polite_time < Duration::from_secs(5), "{polite_time:?}");
-    let out = std::fs::read_to_string(a.sandbox(&polite[3]).join("stdout")).unwrap();
+    let out = read(&sandboxes[0].join("stdout"));
     assert!(out.contains("got TERM"), "{out}");
-    let stubborn = m.ack_until("stubborn", TaskState::Killed, T).await;
+    let stubborn = ack_until(&mut fw, "stubborn", TaskState::Killed).await;
     let stubborn_time = t0.elapsed();
     assert!(stubborn_time >= Duration::from_secs(1), "{stubborn_time:?}");
     assert_eq!(
@@ -639,21 +489,16 @@ async fn kill_sends_sigterm_then_sigkill_after_the_grace_period() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_limit_is_set_and_oom_is_reported() {
-    need_root!();
-    let m = FakeMaster::start(60.0).await;
-    let a = TestAgent::start(&m).await;
-    m.registered(1).await;
-    run(
-        &m,
-        framework(&[]),
-        task("limited", CommandInfo::shell("sleep 30"), "cpus:0.5;mem:48"),
-    );
-    let r = m.ack_until("limited", TaskState::Running, T).await;
+    require_root!();
+    let c = Cluster::start(RESOURCES, &[], &[]);
+    let mut fw = framework(&c, &[]).await;
+    fw.launch(|o| vec![task("limited", o, 0.5, 48.0, shell("sleep 30"))])
+        .await;
+    let r = ack_until(&mut fw, "limited", TaskState::Running).await;
     let cid = container_id(r.last().unwrap());
-    let (_, st, _) = a.launcher().load(&cid).unwrap();
-    let cg = st.cgroup.expect("the container has a cgroup");
-    let limit = cg
-        .dirs()
+    let dirs = cgroup_dirs(&c.berth.inspect(&cid));
+    assert!(!dirs.is_empty(), "the container has a cgroup");
+    let limit = dirs
         .iter()
         .find_map(|d| {
             std::fs::read_to_string(d.join("memory.limit_in_bytes"))
@@ -662,7 +507,7 @@ async fn memory_limit_is_set_and_oom_is_reported() {
         })
         .expect("a memory limit file");
     assert_eq!(limit.trim(), (48u64 << 20).to_string());
-    let quota = cg.dirs().iter().find_map(|d| {
+    let quota = dirs.iter().find_map(|d| {
         std::fs::read_to_string(d.join("cpu.cfs_quota_us"))
             .or_else(|_| std::fs::read_to_string(d.join("cpu.max")))
             .ok()
@@ -670,26 +515,21 @@ async fn memory_limit_is_set_and_oom_is_reported() {
     if let Some(q) = quota {
         assert!(q.starts_with("50000"), "{q}");
     }
-    m.send(MasterMessage::KillTask {
-        framework_id: FrameworkID::new("F-0000"),
-        task_id: TaskID::new("limited"),
-        kill_policy: Some(KillPolicy {
-            grace_period: Some(DurationInfo { nanoseconds: 0 }),
-        }),
-    });
-    m.ack_until("limited", TaskState::Killed, T).await;
+    kill(&fw, "limited", Some(Duration::ZERO)).await;
+    ack_until(&mut fw, "limited", TaskState::Killed).await;
 
     // dd's 200 MiB buffer does not fit in 32 MiB: the OOM killer ends it.
-    run(
-        &m,
-        framework(&[]),
-        task(
+    fw.launch(|o| {
+        vec![task(
             "hog",
-            CommandInfo::shell("exec dd if=/dev/zero of=/dev/null bs=200M count=1"),
-            "cpus:0.5;mem:32",
-        ),
-    );
-    let hog = m.ack_until("hog", TaskState::Failed, T).await;
+            o,
+            0.5,
+            32.0,
+            shell("exec dd if=/dev/zero of=/dev/null bs=200M count=1"),
+        )]
+    })
+    .await;
+    let hog = ack_until(&mut fw, "hog", TaskState::Failed).await;
     assert_eq!(
         hog.last().unwrap().reason,
         Some(Reason::ContainerLimitationMemory),
@@ -699,53 +539,113 @@ async fn memory_limit_is_set_and_oom_is_reported() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restarted_agent_readopts_its_containers_and_resends_updates() {
-    need_root!();
-    let m = FakeMaster::start(60.0).await;
-    let a = TestAgent::start(&m).await;
-    m.registered(1).await;
-    run(
-        &m,
-        framework(&[]),
-        task(
-            "long",
-            CommandInfo::shell("sleep 2; echo done"),
-            "cpus:0.1;mem:32",
-        ),
-    );
-    run(
-        &m,
-        framework(&[]),
-        task("short", CommandInfo::shell("exit 0"), "cpus:0.1;mem:32"),
-    );
-    m.ack_until("long", TaskState::Running, T).await;
-    // The short task's updates stay unacknowledged across the restart.
-    m.update_in("short", TaskState::Starting, T).await;
-    let work = a.stop().await;
-    let before = m.updates("short").len();
-
-    let b = TestAgent::start_in(&m, work).await;
-    let again = m.registered(2).await;
-    assert_eq!(again.agent_info.id, Some(AgentID::new(AGENT_ID)));
-    let mut tasks: Vec<String> = again
-        .tasks
-        .iter()
-        .map(|t| t.task.task_id.value.clone())
-        .collect();
-    tasks.sort();
-    assert_eq!(tasks, ["long", "short"]);
-    assert_eq!(again.frameworks.len(), 1);
-    // The unacknowledged STARTING of the short task is sent again, then the
-    // rest of its updates in order, including its exit while the agent ran.
-    let short = m.ack_until("short", TaskState::Finished, T).await;
-    assert!(m.updates("short").len() > before);
-    let states: Vec<TaskState> = short.iter().map(|s| s.state).collect();
+async fn a_killed_agent_restarts_readopts_its_containers_and_resends_updates() {
+    require_root!();
+    let mut c = Cluster::start(RESOURCES, &[], &["--status-update-retry-interval=300ms"]);
+    let aid = registered_as(&mut c, 1);
+    let mut fw = framework(&c, &[]).await;
+    let fid = fw.id();
+    fw.launch(|o| {
+        vec![
+            // Runs through the restart.
+            task(
+                "steady",
+                o,
+                0.1,
+                32.0,
+                shell("while true; do sleep 0.1; done"),
+            ),
+            // Ends while the agent is down.
+            task("ender", o, 0.1, 32.0, shell("sleep 4; echo done")),
+            // Its updates are not acknowledged before the restart.
+            task("unacked", o, 0.1, 32.0, shell("echo quick")),
+        ]
+    })
+    .await;
+    let steady = ack_until(&mut fw, "steady", TaskState::Running).await;
+    let steady_cid = container_id(&steady[1]);
+    let ender = ack_until(&mut fw, "ender", TaskState::Running).await;
+    let ender_cid = container_id(&ender[1]);
+    let starting = fw.next_of("unacked").await;
+    assert_eq!(starting.state, TaskState::Starting, "{starting:?}");
+    let (steady_pid, status) = inspect_pid(&c, &steady_cid);
+    assert_eq!(status, "running");
     assert_eq!(
-        states,
+        steady[1].container_status.as_ref().unwrap().executor_pid,
+        Some(steady_pid as u32)
+    );
+
+    // SIGKILL: no chance to clean up. The containers run on.
+    c.agent.kill9();
+    let ender_exit = c.berth.state_dir(&ender_cid).join("exit.json");
+    assert!(
+        !ender_exit.exists(),
+        "ender ended before the agent was killed"
+    );
+    wait_for("ender's exit while the agent is down", || {
+        ender_exit.exists()
+    });
+    // Whatever the old agent sent is read; later updates are the new one's.
+    fw.idle(Duration::from_millis(500)).await;
+    let mark = fw.log.len();
+    assert_eq!(inspect_pid(&c, &steady_cid), (steady_pid, "running".into()));
+
+    c.restart_agent();
+    assert_eq!(registered_as(&mut c, 1), aid);
+    assert!(c
+        .agent
+        .line("registered with master")
+        .contains("re-registered"));
+    c.agent.line("recovered agent");
+
+    // The unacknowledged STARTING comes again with its uuid, then the rest
+    // of the task's updates in order.
+    let unacked = ack_until(&mut fw, "unacked", TaskState::Finished).await;
+    let after: Vec<&TaskStatus> = fw.log[mark..]
+        .iter()
+        .filter(|s| s.task_id.value == "unacked")
+        .collect();
+    assert_eq!(after[0].uuid, starting.uuid, "{after:?}");
+    assert_eq!(
+        states(&unacked),
         [TaskState::Starting, TaskState::Running, TaskState::Finished]
     );
-    // The long task's container was re-adopted: its exit is seen.
-    let long = m.ack_until("long", TaskState::Finished, T).await;
-    let out = std::fs::read_to_string(b.sandbox(long.last().unwrap()).join("stdout")).unwrap();
-    assert_eq!(out, "done\n");
+
+    // The exit that happened while the agent was down is reported.
+    let ender = ack_until(&mut fw, "ender", TaskState::Finished).await;
+    let ended = ender.last().unwrap();
+    assert_eq!(
+        ended.message.as_deref(),
+        Some("Command exited with status 0")
+    );
+    assert_eq!(read(&sandbox(&c, &fid, ended).join("stdout")), "done\n");
+
+    // The master learnt the running task back from the re-registration.
+    fw.sub
+        .client
+        .reconcile(vec![berth::mesos::scheduler::reconcile_task(
+            TaskID::new("steady"),
+            None,
+        )])
+        .await
+        .unwrap();
+    let r = fw.next_of("steady").await;
+    assert_eq!(
+        (r.state, r.reason.clone()),
+        (TaskState::Running, Some(Reason::Reconciliation)),
+        "{r:?}"
+    );
+
+    // The steady task's container was re-adopted, same pid: it can be
+    // killed, and its exit is seen.
+    assert_eq!(inspect_pid(&c, &steady_cid), (steady_pid, "running".into()));
+    let state = c.agent_get("/state").await;
+    assert_eq!(state["id"], aid.as_str());
+    kill(&fw, "steady", Some(Duration::from_millis(500))).await;
+    ack_until(&mut fw, "steady", TaskState::Killed).await;
+    for cid in [&steady_cid, &ender_cid] {
+        let dir = c.berth.state_dir(cid);
+        wait_for("container removal", || !dir.exists());
+    }
+    assert_eq!(master_agents(&c), [(aid, true)]);
 }

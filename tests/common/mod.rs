@@ -1,10 +1,14 @@
 //! Shared helpers for Berth's integration tests: a busybox root filesystem,
 //! a private state root per test, a guard that removes containers even when
-//! a test fails, and the skip rule for tests that need root.
+//! a test fails, and the skip rule for tests that need root. [`cluster`]:
+//! `berth master` and `berth agent` as processes, and a framework over the
+//! scheduler API (tests/agent.rs, tests/cluster.rs).
 //!
 //! These tests drive the real `berth` binary (CARGO_BIN_EXE_berth) and check
 //! kernel state from inside and outside real containers.
 #![allow(dead_code)]
+
+pub mod cluster;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
