@@ -487,7 +487,8 @@ fn process_and_linux_fields_are_honoured() {
 fn fields_berth_cannot_honour_are_errors_naming_them() {
     require_root!();
     let b = Berth::new();
-    let cases: Vec<(Box<dyn Fn(&mut Value)>, &str)> = vec![
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(Edit, &str)> = vec![
         (
             Box::new(|c| c["process"]["apparmorProfile"] = json!("docker-default")),
             "process.apparmorProfile",
@@ -606,4 +607,94 @@ fn the_same_bundle_looks_the_same_as_under_runc() {
         &["run", "--bundle", bundle.path(), "sig"],
     );
     assert_eq!(ours.code, theirs.code, "{} / {}", ours.err, theirs.err);
+}
+
+/// runc's exec: positional command, --process FILE, --detach with
+/// --pid-file, --tty with --console-socket; Berth's `-- CMD` form too.
+#[test]
+fn exec_in_runcs_forms() {
+    require_root!();
+    let b = Berth::new();
+    let bundle = Bundle::new(&b, |c| c["process"]["args"] = json!(["sleep", "60"]));
+    assert_eq!(
+        berth(&b, &["run", "-d", "--bundle", bundle.path(), "e"]).code,
+        0
+    );
+    let r = berth(
+        &b,
+        &["exec", "-e", "X=1", "e", "sh", "-c", "echo x=$X; exit 3"],
+    );
+    assert_eq!((r.code, r.out.as_str()), (3, "x=1\n"), "{}", r.err);
+    let r = berth(&b, &["exec", "e", "--", "echo", "berth-form"]);
+    assert_eq!(r.out, "berth-form\n", "{}", r.err);
+    let dir = tempfile::tempdir().unwrap();
+    let process = dir.path().join("process.json");
+    std::fs::write(
+        &process,
+        json!({"args": ["sh", "-c", "echo $(id -u) $PWD $Y"], "cwd": "/tmp",
+               "env": ["Y=from-process"], "user": {"uid": 65534, "gid": 65534}})
+        .to_string(),
+    )
+    .unwrap();
+    let r = berth(&b, &["exec", "--process", process.to_str().unwrap(), "e"]);
+    assert_eq!(r.out, "65534 /tmp from-process\n", "{}", r.err);
+    let pid_file = dir.path().join("exec.pid");
+    let r = berth(
+        &b,
+        &[
+            "exec",
+            "--detach",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            "e",
+            "sleep",
+            "30",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.err);
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let pids: Vec<i32> =
+        serde_json::from_str(&berth(&b, &["ps", "--format", "json", "e"]).out).unwrap();
+    assert!(pids.contains(&pid), "{pid} not in {pids:?}");
+    let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
+    assert_eq!(cmdline, "sleep\x0030\x00");
+
+    let sock = dir.path().join("tty.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let t = std::thread::spawn(move || {
+        let (s, _) = listener.accept().unwrap();
+        recv_fd(&s)
+    });
+    let r = berth(
+        &b,
+        &[
+            "exec",
+            "-t",
+            "--console-socket",
+            sock.to_str().unwrap(),
+            "-d",
+            "e",
+            "sh",
+            "-c",
+            "test -t 0 && echo exec-tty",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.err);
+    let master = t.join().unwrap();
+    let mut seen = String::new();
+    assert!(
+        wait_until(5, || {
+            let mut buf = [0u8; 256];
+            if let Ok(n) = nix::unistd::read(&master, &mut buf) {
+                seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+            seen.contains("exec-tty")
+        }),
+        "{seen:?}"
+    );
+    assert_eq!(berth(&b, &["delete", "-f", "e"]).code, 0);
 }

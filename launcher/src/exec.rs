@@ -28,12 +28,34 @@ pub struct ExecRequest {
     pub env: Vec<String>,
     pub cwd: Option<PathBuf>,
     pub user: Option<(u32, u32)>,
+    /// More supplementary groups (runc's --additional-gids).
+    pub additional_gids: Vec<u32>,
+    /// runc's --detach: return the process's host pid once it runs, and
+    /// leave it to the caller's subreaper instead of waiting for it.
+    pub detach: bool,
+    /// runc's --tty: a new pty is the process's stdio and controlling
+    /// terminal; its master is sent to this console socket.
+    pub console_socket: Option<PathBuf>,
+}
+
+/// How an exec ended: the exit code, or (detached) the running pid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecOutcome {
+    Exited(i32),
+    Detached(i32),
 }
 
 impl Launcher {
     /// Runs the request in the container and returns its shell-style exit
     /// code (128+N when killed by signal N).
     pub fn exec(&self, key: &str, req: &ExecRequest) -> Result<i32> {
+        match self.exec_with(key, req)? {
+            ExecOutcome::Exited(c) | ExecOutcome::Detached(c) => Ok(c),
+        }
+    }
+
+    /// [`Launcher::exec`] with runc's detached and terminal modes.
+    pub fn exec_with(&self, key: &str, req: &ExecRequest) -> Result<ExecOutcome> {
         if req.args.is_empty() {
             return Err(Error::invalid(
                 "command",
@@ -66,6 +88,23 @@ impl Launcher {
             user.uid = u;
             user.gid = g;
         }
+        user.additional_gids.extend(&req.additional_gids);
+        let pty = match &req.console_socket {
+            Some(sock) => {
+                let pty = crate::console::open_pty(None)?;
+                crate::console::send_master(sock, &pty.master)?;
+                Some(pty)
+            }
+            None => None,
+        };
+        let pid_pipe = if req.detach {
+            Some(
+                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                    .map_err(|e| Error::sys("creating pipe", e))?,
+            )
+        } else {
+            None
+        };
         // An exec'd process never gets more than the container's bounding set.
         sets.ambient.retain(|c| sets.bounding.contains(c));
         let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
@@ -131,7 +170,15 @@ impl Launcher {
                         Err(e) => return Err(Error::sys("waiting for exec", e)),
                     }
                 };
-                Ok(code)
+                if let Some((r, w)) = pid_pipe {
+                    drop(w);
+                    let mut b = [0u8; 4];
+                    if code == 0 && nix::unistd::read(&r, &mut b) == Ok(4) {
+                        return Ok(ExecOutcome::Detached(i32::from_ne_bytes(b)));
+                    }
+                    return Err(Error::Init(format!("exec failed (status {code})")));
+                }
+                Ok(ExecOutcome::Exited(code))
             }
             ForkResult::Child => {
                 let fail = |msg: String, code: i32| -> ! {
@@ -161,6 +208,13 @@ impl Launcher {
                 match unsafe { fork() } {
                     Err(e) => fail(format!("fork: {e}"), 1),
                     Ok(ForkResult::Parent { child }) => {
+                        if let Some((_, w)) = &pid_pipe {
+                            // Detached: the process is left to our
+                            // caller's subreaper once we exit.
+                            let _ = nix::unistd::write(w, &child.as_raw().to_ne_bytes());
+                            // SAFETY: see above.
+                            unsafe { libc::_exit(0) }
+                        }
                         let code = loop {
                             match waitpid(child, None) {
                                 Ok(WaitStatus::Exited(_, c)) => break c,
@@ -173,6 +227,22 @@ impl Launcher {
                         unsafe { libc::_exit(code) }
                     }
                     Ok(ForkResult::Child) => {}
+                }
+                if let Some(pty) = &pty {
+                    let slave = pty.slave.as_raw_fd();
+                    // SAFETY: dup2 onto 0/1/2 replaces only this process's
+                    // stdio with the pty slave it owns.
+                    let dup_ok = unsafe {
+                        libc::dup2(slave, 0) >= 0
+                            && libc::dup2(slave, 1) >= 0
+                            && libc::dup2(slave, 2) >= 0
+                    };
+                    if !dup_ok || nix::unistd::setsid().is_err() {
+                        fail("setting up the terminal".into(), 1);
+                    }
+                    if let Err(e) = crate::console::set_controlling_terminal() {
+                        fail(e.to_string(), 1);
+                    }
                 }
                 if in_userns {
                     let _ = nix::unistd::setresgid(0.into(), 0.into(), 0.into());
