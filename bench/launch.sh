@@ -4,6 +4,7 @@
 # Compares, in one run and on the same busybox rootfs running /bin/true:
 #   berth        berth launch --rm --rootfs ROOTFS -- /bin/true
 #   berth-split  berth launch -d ... ; berth wait ID ; berth rm ID
+#   berth-run    berth run --bundle BUNDLE ID (runc's command line, runc's bundle)
 #   runc         runc run --bundle BUNDLE ID (+ runc delete -f if left behind)
 #   crun         optional, only if it works on this host (skipped with a reason)
 #   bwrap        bwrap --unshare-all --bind ROOTFS / --proc /proc --dev /dev /bin/true

@@ -91,6 +91,13 @@ def make_tools(a):
             run_step([a.berth, "--root", berth_root, "rm", cid], f"berth rm [{tag}]")
         tools.append(Tool("berth-split", berth_split, "launch -d + wait + rm", optional=True))
 
+    # 1c. berth run: runc's command line on the very bundle runc runs below
+    # (create, start, wait as the subreaper, delete: all in one command).
+    def berth_run(tag):
+        run_step([a.berth, "--root", berth_root, "run", "--bundle", a.bundle, f"brun-{tag}"],
+                 f"berth run [{tag}]")
+    tools.append(Tool("berth-run", berth_run, "run --bundle (runc's CLI, same bundle)"))
+
     # 2. runc run (+ runc delete -f if the container is still there).
     def runc(tag):
         cid = f"bench-{tag}"
