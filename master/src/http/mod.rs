@@ -218,6 +218,11 @@ async fn run(
             }
         }
     };
+    // Events are small writes on long-lived streams: without TCP_NODELAY,
+    // Nagle holds each one until the peer's delayed ACK (40 ms on Linux).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let result = axum::serve(listener, router)
         .with_graceful_shutdown(graceful)
         .await
