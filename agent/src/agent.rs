@@ -393,6 +393,8 @@ impl Shared {
             boot_id: st.boot_id.clone(),
             tasks,
             frameworks,
+            // Dynamic reservations and volumes: not checkpointed yet.
+            checkpointed_resources: Default::default(),
         }
     }
 
@@ -519,6 +521,13 @@ impl Shared {
                 task_id,
                 uuid,
             } => self.acknowledge(st, &framework_id, &task_id, &uuid),
+            MasterMessage::CheckpointResources { resources } => {
+                log!(
+                    "the master checkpointed {} resources on this agent; \
+                     dynamic reservations and volumes are not applied by this agent yet",
+                    resources.len()
+                );
+            }
             MasterMessage::ShutdownFramework { framework_id } => {
                 self.shutdown_framework(st, &framework_id)
             }

@@ -181,6 +181,7 @@ mod tests {
             boot_id: "b".into(),
             tasks: Vec::new(),
             frameworks: Vec::new(),
+            checkpointed_resources: Default::default(),
         })
     }
 

@@ -93,6 +93,12 @@ pub struct Register {
     /// FrameworkInfo of every framework those tasks belong to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub frameworks: Vec<FrameworkInfo>,
+    /// The dynamic reservations and persistent volumes the agent has
+    /// checkpointed (the last `CHECKPOINT_RESOURCES` it applied), so that a
+    /// master without a record of them (a new registry) can adopt them.
+    /// `agent_info.resources` stays the static total from the flags.
+    #[serde(default, skip_serializing_if = "Resources::is_empty")]
+    pub checkpointed_resources: Resources,
 }
 
 /// `STATUS_UPDATE`: a task's status changed. `status.uuid` is set: the agent
@@ -241,6 +247,19 @@ pub enum MasterMessage {
         /// Base64 of the update's 16 uuid bytes, as in `TaskStatus.uuid`.
         uuid: String,
     },
+    /// The complete set of dynamically reserved resources and persistent
+    /// volumes on this agent (POST-refinement format), replacing the
+    /// previous set. The agent creates the volumes that are new (size =
+    /// the disk resource's scalar, in MB), destroys those that are gone,
+    /// checkpoints the set, and reports it in its next REGISTER. Sent after
+    /// every RESERVE/UNRESERVE/CREATE/DESTROY/GROW/SHRINK the master
+    /// applies, and after (re-)registration when the master's registry has
+    /// a record for the agent.
+    CheckpointResources {
+        /// Every dynamic reservation and volume on the agent.
+        #[serde(default)]
+        resources: Resources,
+    },
     /// The framework is gone: kill its tasks and forget it.
     ShutdownFramework {
         /// The framework.
@@ -316,6 +335,7 @@ mod tests {
             boot_id: "b".into(),
             tasks: Vec::new(),
             frameworks: Vec::new(),
+            checkpointed_resources: Resources::new(),
         });
         let json = serde_json::to_value(&call).unwrap();
         assert_eq!(json["type"], "REGISTER");
