@@ -8,7 +8,7 @@
 //! container) and reports it back as an event. The HTTP endpoints read the
 //! same state under its lock.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,6 +19,7 @@ use launcher::{CreateOptions, Launcher};
 use masterlink::protocol::{
     AgentCall, AgentInfo, AgentTask, MasterMessage, Pong, Register, StatusUpdate, PROTOCOL_VERSION,
 };
+use masterlink::resources::Resources;
 use masterlink::scheduler::{
     encode_base64, AgentID, ContainerID, ContainerStatus, ExecutorID, FrameworkCapabilityType,
     FrameworkID, FrameworkInfo, KillPolicy, MasterInfo, Reason, TaskID, TaskInfo, TaskSource,
@@ -26,11 +27,14 @@ use masterlink::scheduler::{
 };
 use nix::sys::signal::Signal;
 use tokio::sync::mpsc;
+use volumes::VolumeKey;
 
 use crate::checkpoint;
+use crate::checkpointed::{self, TaskVolume};
 use crate::config::AgentConfig;
 use crate::link::{self, StreamEvent};
 use crate::paths::{self, RunIds, WorkDir};
+use crate::persistent::{Applied, VolumeManager};
 use crate::task::{self, TaskContext};
 use crate::updates::{AckOutcome, Outgoing, UpdateManager};
 
@@ -61,6 +65,10 @@ pub enum AgentError {
     Checkpoint(#[from] checkpoint::CheckpointError),
     #[error("starting the async runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("volume store: {0}")]
+    Volumes(#[from] volumes::VolumeError),
+    #[error("checkpointed resources: {0}")]
+    Resources(#[from] checkpointed::ResourcesError),
 }
 
 /// Something the loop reacts to.
@@ -81,6 +89,8 @@ pub(crate) enum Event {
     },
     /// The grace period of a kill is over.
     KillDeadline { fid: FrameworkID, tid: TaskID },
+    /// The volume worker finished a pass.
+    VolumesApplied(Applied),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +113,8 @@ pub(crate) struct Task {
     pub phase: Phase,
     /// Set once a kill was asked for: the grace period.
     pub kill: Option<Duration>,
+    /// The persistent volumes it mounts.
+    pub volumes: Vec<TaskVolume>,
 }
 
 #[derive(Debug, Clone)]
@@ -147,6 +159,14 @@ pub(crate) struct State {
     pub link: Link,
     /// Terminal updates made, by state (for metrics).
     pub terminal_counts: BTreeMap<TaskState, u64>,
+    /// The dynamic reservations and persistent volumes on this agent: the
+    /// last CHECKPOINT_RESOURCES (or what was checkpointed before a
+    /// restart). Reported in REGISTER.
+    pub checkpointed: Resources,
+    /// The static resources with `checkpointed` applied (for /state).
+    pub total: Resources,
+    /// Volumes whose destroy waits for a task to end.
+    pub volumes_deferred: Vec<VolumeKey>,
 }
 
 /// What the loop and the HTTP handlers share.
@@ -154,6 +174,7 @@ pub(crate) struct Shared {
     pub cfg: AgentConfig,
     pub work: WorkDir,
     pub launcher: Arc<Launcher>,
+    pub volumes: VolumeManager,
     pub state: Mutex<State>,
     pub tx: mpsc::UnboundedSender<Event>,
     pub client: reqwest::Client,
@@ -211,6 +232,12 @@ impl Agent {
         let work = WorkDir::new(cfg.work_dir.clone());
         checkpoint::ensure_dir(&work.meta_slaves())?;
         let (tx, rx) = mpsc::unbounded_channel();
+        let volumes = {
+            let tx = tx.clone();
+            VolumeManager::start(&cfg.volume_root, work.clone(), move |a| {
+                let _ = tx.send(Event::VolumesApplied(a));
+            })?
+        };
         let state = State {
             agent_id: None,
             boot_id: paths::current_boot_id(),
@@ -227,6 +254,9 @@ impl Agent {
                 master: None,
             },
             terminal_counts: BTreeMap::new(),
+            total: cfg.resources.clone(),
+            checkpointed: Resources::new(),
+            volumes_deferred: Vec::new(),
         };
         let shared = Arc::new(Shared {
             url: link::url(&cfg.master),
@@ -234,13 +264,21 @@ impl Agent {
             cfg,
             work,
             launcher,
+            volumes,
             state: Mutex::new(state),
             tx,
             client: link::client(),
             started: Instant::now(),
             start_time: now_secs(),
         });
+        shared.recover_resources()?;
         shared.recover()?;
+        {
+            // Whatever a previous run left unfinished (or a reboot unmounted)
+            // is brought in line with the checkpoint before tasks use it.
+            let mut st = shared.lock();
+            shared.converge_volumes(&mut st);
+        }
         Ok(Agent {
             shared,
             rx,
@@ -393,8 +431,7 @@ impl Shared {
             boot_id: st.boot_id.clone(),
             tasks,
             frameworks,
-            // Dynamic reservations and volumes: not checkpointed yet.
-            checkpointed_resources: Default::default(),
+            checkpointed_resources: st.checkpointed.clone(),
         }
     }
 
@@ -487,6 +524,18 @@ impl Shared {
             Event::Launched { fid, tid, result } => self.on_launched(st, &fid, &tid, result),
             Event::Exited { fid, tid, exit } => self.on_exited(st, &fid, &tid, exit),
             Event::KillDeadline { fid, tid } => self.on_kill_deadline(st, &fid, &tid),
+            Event::VolumesApplied(a) => {
+                if a.gen == self.volumes.requested() {
+                    st.volumes_deferred = a.deferred;
+                }
+            }
+        }
+        // A volume kept for a task that has ended since can go now.
+        if !st.volumes_deferred.is_empty() {
+            let in_use = volumes_in_use(st);
+            if st.volumes_deferred.iter().any(|k| !in_use.contains(k)) {
+                self.converge_volumes(st);
+            }
         }
     }
 
@@ -522,11 +571,7 @@ impl Shared {
                 uuid,
             } => self.acknowledge(st, &framework_id, &task_id, &uuid),
             MasterMessage::CheckpointResources { resources } => {
-                log!(
-                    "the master checkpointed {} resources on this agent; \
-                     dynamic reservations and volumes are not applied by this agent yet",
-                    resources.len()
-                );
+                self.checkpoint_resources(st, resources)
             }
             MasterMessage::ShutdownFramework { framework_id } => {
                 self.shutdown_framework(st, &framework_id)
@@ -603,6 +648,80 @@ impl Shared {
             source,
         })?;
         checkpoint::write_atomic(&self.work.boot_id(), st.boot_id.as_bytes())
+    }
+
+    // ---------------------------------------------------------------------
+    // Dynamic reservations and persistent volumes
+
+    /// CHECKPOINT_RESOURCES: the master's complete set of dynamic
+    /// reservations and volumes here. A set that does not fit the agent's
+    /// resources is refused whole (logged): the master and the agent
+    /// disagree about the agent, and a re-registration settles it.
+    fn checkpoint_resources(&self, st: &mut State, resources: Resources) {
+        let total = match checkpointed::validate(&self.cfg.resources, &resources) {
+            Ok(t) => t,
+            Err(e) => {
+                log!("refusing CHECKPOINT_RESOURCES: {e}");
+                return;
+            }
+        };
+        match checkpointed::diff(&st.checkpointed, &resources) {
+            Ok(d) if !d.is_empty() => log!(
+                "checkpointing {} resources: volumes to create {:?}, resize {:?}, destroy {:?}",
+                resources.len(),
+                d.created
+                    .iter()
+                    .map(|v| v.key.to_string())
+                    .collect::<Vec<_>>(),
+                d.resized
+                    .iter()
+                    .map(|(v, _)| v.key.to_string())
+                    .collect::<Vec<_>>(),
+                d.destroyed
+                    .iter()
+                    .map(|k| k.to_string())
+                    .collect::<Vec<_>>(),
+            ),
+            Ok(_) => log!(
+                "checkpointing {} resources (no volume changes)",
+                resources.len()
+            ),
+            Err(e) => log!("checkpointing resources: {e}"),
+        }
+        st.checkpointed = resources;
+        st.total = total;
+        self.converge_volumes(st);
+    }
+
+    /// Queues a pass of the volume worker towards `st.checkpointed`.
+    fn converge_volumes(&self, st: &mut State) {
+        st.volumes_deferred.clear();
+        let in_use = volumes_in_use(st);
+        self.volumes.submit(st.checkpointed.clone(), in_use);
+    }
+
+    /// Reads the checkpointed resources (before the tasks: they outlive
+    /// agent ids, so a rebooted agent that registers anew still has them).
+    fn recover_resources(&self) -> Result<(), AgentError> {
+        let c = checkpointed::load(&self.work)?;
+        let wanted = c.wanted().clone();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let total = checkpointed::apply_checkpointed(&self.cfg.resources, &wanted)?;
+        log!(
+            "recovered {} checkpointed resources{}",
+            wanted.len(),
+            if c.target.is_some() {
+                " (their last apply did not finish: applying again)"
+            } else {
+                ""
+            }
+        );
+        let mut st = self.lock();
+        st.checkpointed = wanted;
+        st.total = total;
+        Ok(())
     }
 
     // ---------------------------------------------------------------------
@@ -734,6 +853,7 @@ impl Shared {
             task_id: tid.value.clone(),
         };
         let sandbox = self.work.sandbox(&ids);
+        let task_volumes = checkpointed::task_volumes(&task.resources);
         fw.tasks.insert(
             tid.clone(),
             Task {
@@ -745,6 +865,7 @@ impl Shared {
                 pid: None,
                 phase: Phase::Launching,
                 kill: None,
+                volumes: task_volumes.as_ref().cloned().unwrap_or_default(),
             },
         );
         log!(
@@ -779,7 +900,28 @@ impl Shared {
         if let Err(r) = task::check_supported(&task) {
             return fail(st, r.state, r.reason, r.message);
         }
-        let hidden = vec![self.work.meta(), self.cfg.launcher_root.clone()];
+        let task_volumes = match task_volumes {
+            Ok(v) => v,
+            Err(e) => return fail(st, TaskState::Error, Reason::TaskInvalid, e.to_string()),
+        };
+        // The master only hands out volumes it checkpointed here first; one
+        // the agent does not have is a task it cannot run.
+        if let Some(tv) = task_volumes
+            .iter()
+            .find(|tv| !st.checkpointed.contains_resource(&tv.resource))
+        {
+            let message = format!(
+                "persistent volume {} is not on this agent (its checkpointed \
+                 resources hold no {})",
+                tv.key, tv.resource
+            );
+            return fail(st, TaskState::Error, Reason::ResourcesUnknown, message);
+        }
+        let hidden = vec![
+            self.work.meta(),
+            self.cfg.launcher_root.clone(),
+            self.volumes.root().to_path_buf(),
+        ];
         let ctx = TaskContext {
             framework: &framework_info,
             agent_id: &agent_id.value,
@@ -810,12 +952,20 @@ impl Shared {
         };
         let launcher = self.launcher.clone();
         let tx = self.tx.clone();
+        // Mounted once the volume changes queued so far are made.
+        let gen = self.volumes.requested();
+        let shared = self.clone();
+        let prepare = move |req: &mut launcher::spec::LaunchRequest| {
+            let mounts = shared.volumes.mounts(gen, &sandbox, &task_volumes)?;
+            req.volumes.extend(mounts);
+            Ok(())
+        };
         let spawned = std::thread::Builder::new()
             .name(format!("task {tid}"))
             .stack_size(256 * 1024)
             .spawn({
                 let (fid, tid) = (fid.clone(), tid.clone());
-                move || launch_and_wait(&launcher, &req, &opts, fid, tid, &tx)
+                move || launch_and_wait(&launcher, req, prepare, &opts, fid, tid, &tx)
             });
         if let Err(e) = spawned {
             fail(
@@ -1128,6 +1278,7 @@ impl Shared {
             .map(|s| s.state)
             .unwrap_or(TaskState::Staging);
         let mut t = Task {
+            volumes: checkpointed::task_volumes(&info.resources).unwrap_or_default(),
             info,
             ids: ids.clone(),
             sandbox: self.work.sandbox(ids),
@@ -1195,6 +1346,16 @@ impl Shared {
     }
 }
 
+/// The volumes of tasks that are launching or running.
+fn volumes_in_use(st: &State) -> BTreeSet<VolumeKey> {
+    st.frameworks
+        .values()
+        .flat_map(|f| f.tasks.values())
+        .filter(|t| t.phase != Phase::Exited)
+        .flat_map(|t| t.volumes.iter().map(|v| v.key.clone()))
+        .collect()
+}
+
 /// An exit the agent did not see happen.
 fn lost(why: &str) -> ExitInfo {
     ExitInfo {
@@ -1225,13 +1386,22 @@ fn signal_container(launcher: &Launcher, cid: &str, sig: Signal) {
 /// then wait for the supervisor to report the exit.
 fn launch_and_wait(
     launcher: &Launcher,
-    req: &launcher::spec::LaunchRequest,
+    mut req: launcher::spec::LaunchRequest,
+    prepare: impl FnOnce(&mut launcher::spec::LaunchRequest) -> Result<(), String>,
     opts: &CreateOptions,
     fid: FrameworkID,
     tid: TaskID,
     tx: &mpsc::UnboundedSender<Event>,
 ) {
-    let mut created = match launcher.create(req, opts) {
+    if let Err(e) = prepare(&mut req) {
+        let _ = tx.send(Event::Launched {
+            fid,
+            tid,
+            result: Err(e),
+        });
+        return;
+    }
+    let mut created = match launcher.create(&req, opts) {
         Ok(c) => c,
         Err(e) => {
             let _ = tx.send(Event::Launched {

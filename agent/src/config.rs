@@ -37,6 +37,8 @@ pub struct Flags {
     pub hostname: Option<String>,
     pub status_update_retry_interval: Option<String>,
     pub launcher_root: Option<PathBuf>,
+    /// `--volume-root` (the global flag, or BERTH_VOLUME_ROOT).
+    pub volume_root: Option<PathBuf>,
 }
 
 /// What the agent runs with.
@@ -51,6 +53,11 @@ pub struct AgentConfig {
     pub work_dir: PathBuf,
     /// The launcher's state root (containers' bundles and state).
     pub launcher_root: PathBuf,
+    /// The volume store of the persistent volumes the master creates here
+    /// (default `<work_dir>/volumes`: the volumes belong to this agent, and
+    /// an agent's persistence ids are unique only on it, so two agents
+    /// must never share a store).
+    pub volume_root: PathBuf,
     pub resources: Resources,
     pub attributes: Vec<Attribute>,
     pub status_update_retry_min: Duration,
@@ -105,6 +112,13 @@ impl Flags {
         let launcher_root = self
             .launcher_root
             .unwrap_or_else(|| work_dir.join("containers"));
+        let volume_root = match self.volume_root {
+            Some(v) if v.as_os_str().is_empty() => {
+                return Err(bad("--volume-root", "a directory is required"))
+            }
+            Some(v) => v,
+            None => work_dir.join("volumes"),
+        };
         Ok(AgentConfig {
             master,
             ip,
@@ -112,6 +126,7 @@ impl Flags {
             hostname,
             work_dir,
             launcher_root,
+            volume_root,
             resources,
             attributes,
             status_update_retry_min: retry_min,
@@ -232,6 +247,7 @@ mod tests {
         assert!(!c.resources.ranges("ports").is_empty());
         assert_eq!(c.status_update_retry_min, DEFAULT_RETRY_MIN);
         assert_eq!(c.launcher_root, c.work_dir.join("containers"));
+        assert_eq!(c.volume_root, c.work_dir.join("volumes"));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::extract::State as AxState;
 use axum::routing::get;
 use axum::{Json, Router};
-use masterlink::resources::{ResourceValue, Resources};
+use masterlink::resources::{ResourceFormat, ResourceValue, Resources};
 use masterlink::scheduler::TaskState;
 use serde_json::{json, Map, Value};
 
@@ -140,12 +140,22 @@ async fn state(AxState(shared): AxState<Arc<Shared>>) -> Json<Value> {
         "registered": registered,
         "master_hostname": master.and_then(|m| m.hostname.clone()),
         "master": shared.cfg.master,
-        "resources": resources_map(&shared.cfg.resources),
+        "resources": resources_map(&st.total),
         "used_resources": resources_map(&used),
+        "reserved_resources": st.total.reservations_by_role().iter()
+            .map(|(role, r)| (role.clone(), resources_map(r)))
+            .collect::<Map<String, Value>>(),
+        "unreserved_resources": resources_map(&st.total.unreserved()),
+        "reserved_resources_full": st.total.reservations_by_role().iter()
+            .map(|(role, r)| (role.clone(), endpoint_json(r)))
+            .collect::<Map<String, Value>>(),
+        "unreserved_resources_full": endpoint_json(&st.total.unreserved()),
+        "checkpointed_resources": endpoint_json(&st.checkpointed),
         "attributes": attributes_map(&shared.cfg.attributes),
         "flags": {
             "work_dir": shared.cfg.work_dir.display().to_string(),
             "launcher_root": shared.cfg.launcher_root.display().to_string(),
+            "volume_root": shared.volumes.root().display().to_string(),
             "master": shared.cfg.master,
             "status_update_retry_interval_min": shared.cfg.status_update_retry_min.as_secs_f64(),
         },
@@ -153,6 +163,13 @@ async fn state(AxState(shared): AxState<Arc<Shared>>) -> Json<Value> {
         "completed_frameworks": [],
         "completed_tasks": completed,
     }))
+}
+
+/// Resources as Mesos' endpoints list them (pre-refinement fields and
+/// `reservations`, disk info included).
+fn endpoint_json(r: &Resources) -> Value {
+    // The ENDPOINT format cannot fail (only PRE-refinement can).
+    r.to_json(ResourceFormat::Endpoint).unwrap_or(Value::Null)
 }
 
 fn attributes_map(attrs: &[masterlink::Attribute]) -> Value {
@@ -219,7 +236,7 @@ async fn metrics(AxState(shared): AxState<Arc<Shared>>) -> Json<Value> {
         .filter(|t| !t.state.is_terminal())
         .count();
     m.insert("slave/executors_running".into(), json!(running_containers));
-    let total = &shared.cfg.resources;
+    let total = &st.total;
     for name in ["cpus", "gpus", "mem", "disk"] {
         let t = total.scalar(name).value();
         let u = used.scalar(name).value();

@@ -10,6 +10,10 @@
 //!   task state;
 //! - [`paths`], [`checkpoint`]: the Mesos-like work directory and its
 //!   crash-safe files;
+//! - [`checkpointed`], [`persistent`]: the dynamic reservations and
+//!   persistent volumes the master makes here (CHECKPOINT_RESOURCES), their
+//!   checkpoint, the volume store kept in line with them, and the mounts of
+//!   a task's volumes;
 //! - [`Agent`]: the event loop tying them together, and its HTTP endpoints.
 
 /// Logs one line to stderr, prefixed like every line the agent prints.
@@ -22,10 +26,12 @@ macro_rules! log {
 
 mod agent;
 pub mod checkpoint;
+pub mod checkpointed;
 pub mod config;
 mod http;
 pub mod link;
 pub mod paths;
+pub mod persistent;
 pub mod task;
 pub mod updates;
 

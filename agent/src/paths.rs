@@ -5,6 +5,10 @@
 //! <work>/slaves/<AID>/frameworks/<FID>/executors/<EID>/runs/<CID>/   sandbox
 //!        (stdout and stderr of the task are files in it)
 //! <work>/meta/boot_id                                  boot id at the last start
+//! <work>/meta/resources/resources.info                 dynamic reservations and
+//!        persistent volumes as applied (JSON array, POST-refinement)
+//! <work>/meta/resources/resources.target               the set being applied
+//!        (present only while an apply is unfinished)
 //! <work>/meta/slaves/latest -> <AID>                   the current agent id
 //! <work>/meta/slaves/<AID>/slave.info                  AgentInfo (JSON)
 //! <work>/meta/slaves/<AID>/frameworks/<FID>/framework.info
@@ -44,6 +48,22 @@ impl WorkDir {
 
     pub fn boot_id(&self) -> PathBuf {
         self.meta().join("boot_id")
+    }
+
+    /// Checkpointed resources live outside `slaves/<AID>`: they outlive an
+    /// agent id (after a reboot the agent registers anew and reports them).
+    pub fn meta_resources(&self) -> PathBuf {
+        self.meta().join("resources")
+    }
+
+    /// The dynamic reservations and volumes as applied.
+    pub fn resources_info(&self) -> PathBuf {
+        self.meta_resources().join("resources.info")
+    }
+
+    /// The set being applied (written before, removed after).
+    pub fn resources_target(&self) -> PathBuf {
+        self.meta_resources().join("resources.target")
     }
 
     pub fn meta_slaves(&self) -> PathBuf {

@@ -22,7 +22,8 @@ struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     root: Option<PathBuf>,
 
-    /// Where persistent volumes live (default: /var/lib/berth/volumes as root)
+    /// Where persistent volumes live (default: /var/lib/berth/volumes as root;
+    /// for `berth agent`: WORK_DIR/volumes)
     #[arg(long, global = true, value_name = "DIR", env = "BERTH_VOLUME_ROOT")]
     volume_root: Option<PathBuf>,
 
@@ -149,6 +150,7 @@ fn main() -> ExitCode {
     let root = cli
         .root
         .unwrap_or_else(launcher::state::StateRoot::default_path);
+    let agent_volume_root = cli.volume_root.clone();
     let volume_root = cli
         .volume_root
         .unwrap_or_else(commands::volume::default_root);
@@ -156,7 +158,7 @@ fn main() -> ExitCode {
         // Cluster daemons and clients need no container state directory.
         let command = match cli.command {
             Command::Master(a) => return commands::master::run(*a),
-            Command::Agent(a) => return commands::agent::run(*a),
+            Command::Agent(a) => return commands::agent::run(*a, agent_volume_root),
             Command::Up(a) => return commands::up::run(a),
             Command::Cluster(a) => return commands::cluster::run(a),
             Command::Features => return commands::runtime::features::run(),

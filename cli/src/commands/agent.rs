@@ -42,7 +42,10 @@ pub struct Args {
     launcher_root: Option<PathBuf>,
 }
 
-pub fn run(a: Args) -> CmdResult {
+/// `volume_root`: the global `--volume-root` / BERTH_VOLUME_ROOT when given
+/// (the agent's own default is WORK_DIR/volumes, not the global default, so
+/// that each agent owns its store).
+pub fn run(a: Args, volume_root: Option<PathBuf>) -> CmdResult {
     let flags = agent::Flags {
         master: a.master,
         ip: a.ip,
@@ -53,6 +56,7 @@ pub fn run(a: Args) -> CmdResult {
         hostname: a.hostname,
         status_update_retry_interval: a.status_update_retry_interval,
         launcher_root: a.launcher_root,
+        volume_root,
     };
     let cfg = flags.into_config().map_err(|e| Failure {
         code: 2,
