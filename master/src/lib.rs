@@ -6,5 +6,6 @@
 
 pub mod allocator;
 pub mod core;
+pub mod election;
 pub mod http;
 pub mod registry;
