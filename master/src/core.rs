@@ -24,6 +24,7 @@ use masterlink::{Attribute, ResourceFormat, Resources};
 use tokio::sync::{mpsc, Notify};
 
 use crate::allocator::{Allocator, MAX_REFUSE};
+use crate::operations::{self, Requester, ResourceOp};
 use crate::registry::{AgentRecord, FrameworkRecord, Registry, SqliteRegistry};
 
 /// A peer's event stream: RecordIO records, unbounded so that no event is
@@ -37,6 +38,8 @@ const MAX_COMPLETED_TASKS: usize = 1000;
 const MAX_COMPLETED_FRAMEWORKS: usize = 50;
 /// Statuses kept per task.
 const MAX_STATUSES: usize = 20;
+/// Registry keys of agents' checkpointed resources: prefix + agent id.
+pub const CHECKPOINTED_PREFIX: &str = "agent-resources/";
 
 /// How the core behaves; the master's flags.
 #[derive(Debug, Clone)]
@@ -169,6 +172,33 @@ pub struct Agent {
     pub unreachable_time: Option<f64>,
     /// (framework, task) of the tasks on it.
     pub tasks: BTreeSet<(String, String)>,
+    /// Its dynamic reservations and persistent volumes (what it was last
+    /// told to checkpoint); `info.resources` is the static total.
+    pub checkpointed: Resources,
+}
+
+impl Agent {
+    /// The total the allocator works with: the static resources with the
+    /// checkpointed ones in place of what they were made from.
+    pub fn total(&self) -> Resources {
+        total_with(&self.info.resources, &self.checkpointed)
+            .unwrap_or_else(|_| self.info.resources.clone())
+    }
+}
+
+/// `static_total` with each checkpointed resource in place of its static
+/// counterpart; an error names a checkpointed resource the static total
+/// does not have (the agent's flags changed).
+pub fn total_with(static_total: &Resources, checkpointed: &Resources) -> Result<Resources, String> {
+    let mut total = static_total.unallocate();
+    for r in checkpointed.iter() {
+        let counterpart: Resources = [operations::static_counterpart(r)].into_iter().collect();
+        total = total
+            .checked_sub(&counterpart)
+            .map_err(|e| format!("checkpointed {r} does not fit the agent's resources: {e}"))?;
+        total.push(r.clone());
+    }
+    Ok(total)
 }
 
 /// An agent's open stream.
@@ -228,6 +258,7 @@ pub struct Counters {
     pub offers_accepted: u64,
     pub offers_rescinded: u64,
     pub tasks_launched: u64,
+    pub operations: u64,
     pub calls: BTreeMap<String, u64>,
 }
 
@@ -766,25 +797,47 @@ impl Core {
     /// Task problems become TASK_ERROR / TASK_LOST updates, as Mesos does;
     /// an operation this master cannot apply refuses the whole call first.
     pub fn accept(&mut self, framework_id: &str, accept: Accept) -> Result<(), Refusal> {
+        // Each operation in order: resource operations, or the tasks of a
+        // LAUNCH. Anything else is refused before anything changes.
+        enum Step {
+            Resources(ResourceOp),
+            Launch(Vec<TaskInfo>),
+        }
+        let mut steps = Vec::new();
         for op in &accept.operations {
-            if op.operation_type != OperationType::Launch {
-                return Err(Refusal::BadRequest(format!(
-                    "field 'accept.operations': operation {} is not supported by this master \
-                     yet (LAUNCH is)",
-                    op.operation_type
-                )));
+            if op.operation_type == OperationType::Launch {
+                let Some(launch) = &op.launch else {
+                    return Err(Refusal::BadRequest(
+                        "field 'accept.operations': LAUNCH without 'launch'".into(),
+                    ));
+                };
+                steps.push(Step::Launch(launch.task_infos.clone()));
+                continue;
             }
-            if op.launch.is_none() {
-                return Err(Refusal::BadRequest(
-                    "field 'accept.operations': LAUNCH without 'launch'".into(),
-                ));
+            match ResourceOp::from_offer_operation(op) {
+                Ok(Some(r)) => steps.push(Step::Resources(r)),
+                Ok(None) => {
+                    return Err(Refusal::BadRequest(format!(
+                        "field 'accept.operations': operation {} is not supported by this \
+                         master (LAUNCH, RESERVE, UNRESERVE, CREATE, DESTROY, GROW_VOLUME and \
+                         SHRINK_VOLUME are)",
+                        op.operation_type
+                    )))
+                }
+                Err(e) => {
+                    return Err(Refusal::BadRequest(format!(
+                        "field 'accept.operations': {e}"
+                    )))
+                }
             }
         }
-        let tasks: Vec<TaskInfo> = accept
-            .operations
+        let tasks: Vec<TaskInfo> = steps
             .iter()
-            .filter_map(|op| op.launch.as_ref())
-            .flat_map(|l| l.task_infos.iter().cloned())
+            .filter_map(|s| match s {
+                Step::Launch(t) => Some(t.clone()),
+                Step::Resources(_) => None,
+            })
+            .flatten()
             .collect();
 
         // Offer validation: all exist, belong to this framework, one agent.
@@ -846,51 +899,98 @@ impl Core {
         let mut remaining = Resources::new();
         let mut role = String::new();
         for id in &accept.offer_ids {
-            let offer = self.offers.remove(&id.value).expect("validated");
+            let offer = &self.offers[&id.value];
             remaining += &offer.resources;
             role = offer.role.clone();
+        }
+
+        // First pass, on a copy: every resource operation must be valid and
+        // find what it consumes (after the steps before it), or the call is
+        // refused and nothing changes (offers stay outstanding).
+        let principal = self.frameworks[framework_id].info.principal.clone();
+        let requester = Requester {
+            role: Some(&role),
+            principal: principal.as_deref(),
+        };
+        let mut scratch = remaining.clone();
+        let mut conversions = Vec::new();
+        for step in &steps {
+            let Step::Resources(op) = step else {
+                continue;
+            };
+            let c = op
+                .conversion(&requester)
+                .map_err(|e| Refusal::BadRequest(format!("field 'accept.operations': {e}")))?;
+            let consumed = c.consumed.unallocate().allocate(&role);
+            scratch = scratch.checked_sub(&consumed).map_err(|e| {
+                Refusal::BadRequest(format!(
+                    "field 'accept.operations': {} needs resources that are not in the \
+                     offers: {e}",
+                    op.name()
+                ))
+            })?;
+            scratch += &c.produced.unallocate().allocate(&role);
+            conversions.push(c);
+        }
+        let checkpointed = conversions.iter().fold(
+            self.agents
+                .get(&agent_id)
+                .map(|a| a.checkpointed.clone())
+                .unwrap_or_default(),
+            |cp, c| operations::apply_to_checkpointed(&cp, c),
+        );
+        if !conversions.is_empty() {
+            self.persist_checkpointed(&agent_id, &checkpointed)?;
+        }
+
+        // The offers are used up.
+        for id in &accept.offer_ids {
+            self.offers.remove(&id.value);
             if let Some(fw) = self.frameworks.get_mut(framework_id) {
                 fw.offers.remove(&id.value);
             }
         }
         self.counters.offers_accepted += accept.offer_ids.len() as u64;
 
-        for mut task in tasks {
-            // Single-role frameworks send resources without allocation info.
-            task.resources = task
-                .resources
-                .iter()
-                .map(|r| {
-                    if r.allocation_info
-                        .as_ref()
-                        .and_then(|a| a.role.as_ref())
-                        .is_some()
-                    {
-                        r.clone()
-                    } else {
-                        r.clone().allocated_to(role.clone())
-                    }
-                })
-                .collect();
-            let fw = self
-                .frameworks
-                .get(framework_id)
-                .expect("checked by caller");
-            let invalid = self.validate_task(fw, &task, &agent_id, &remaining);
-            if let Some(message) = invalid {
-                fw.send(&Event::update(master_status(
-                    &task.task_id,
-                    Some(&agent_id),
-                    TaskState::Error,
-                    Reason::TaskInvalid,
-                    message,
-                )));
-                continue;
+        // The agent applies the new set (creating volumes) before it gets
+        // the tasks that use them: messages on its stream keep their order.
+        if let Some(agent) = self.agents.get_mut(&agent_id) {
+            if agent.checkpointed != checkpointed {
+                agent.checkpointed = checkpointed;
+                agent.send(&MasterMessage::CheckpointResources {
+                    resources: agent.checkpointed.clone(),
+                });
             }
-            remaining -= &task.resources;
-            self.launch(framework_id, &agent_id, &role, task);
         }
 
+        // Second pass: apply in order.
+        let mut conversions = conversions.into_iter();
+        for step in steps {
+            match step {
+                Step::Resources(op) => {
+                    let c = conversions.next().expect("one per resource step");
+                    let consumed = c.consumed.unallocate().allocate(&role);
+                    let produced = c.produced.unallocate().allocate(&role);
+                    if let Err(e) = self.allocator.update_allocation(
+                        framework_id,
+                        &agent_id,
+                        &role,
+                        &consumed,
+                        &produced,
+                    ) {
+                        eprintln!("berth master: {} on agent {agent_id}: {e}", op.name());
+                    }
+                    remaining = remaining.checked_sub(&consumed).unwrap_or_default();
+                    remaining += &produced;
+                    self.counters.operations += 1;
+                }
+                Step::Launch(tasks) => {
+                    for task in tasks {
+                        self.launch_one(framework_id, &agent_id, &role, task, &mut remaining);
+                    }
+                }
+            }
+        }
         if !remaining.is_empty() {
             let refuse = Core::refusal(accept.filters.as_ref());
             if let Err(e) =
@@ -900,6 +1000,135 @@ impl Core {
                 eprintln!("berth master: cannot recover unused resources: {e}");
             }
         }
+        self.wake_allocator();
+        Ok(())
+    }
+
+    /// Validates one task of a LAUNCH against what is left of the offers and
+    /// launches it, or answers TASK_ERROR.
+    fn launch_one(
+        &mut self,
+        framework_id: &str,
+        agent_id: &str,
+        role: &str,
+        mut task: TaskInfo,
+        remaining: &mut Resources,
+    ) {
+        // Single-role frameworks send resources without allocation info.
+        task.resources = task
+            .resources
+            .iter()
+            .map(|r| {
+                if r.allocation_info
+                    .as_ref()
+                    .and_then(|a| a.role.as_ref())
+                    .is_some()
+                {
+                    r.clone()
+                } else {
+                    r.clone().allocated_to(role.to_string())
+                }
+            })
+            .collect();
+        let fw = self
+            .frameworks
+            .get(framework_id)
+            .expect("checked by caller");
+        if let Some(message) = self.validate_task(fw, &task, agent_id, remaining) {
+            fw.send(&Event::update(master_status(
+                &task.task_id,
+                Some(agent_id),
+                TaskState::Error,
+                Reason::TaskInvalid,
+                message,
+            )));
+            return;
+        }
+        *remaining -= &task.resources;
+        self.launch(framework_id, agent_id, role, task);
+    }
+
+    /// Writes an agent's checkpointed resources to the registry (before the
+    /// change is applied or answered).
+    fn persist_checkpointed(
+        &mut self,
+        agent_id: &str,
+        resources: &Resources,
+    ) -> Result<(), Refusal> {
+        let key = format!("{CHECKPOINTED_PREFIX}{agent_id}");
+        let value = serde_json::to_vec(resources).unwrap_or_default();
+        let version = self
+            .registry
+            .get(&key)
+            .map_err(|e| Refusal::Unavailable(format!("registry: {e}")))?
+            .map(|(_, v)| v);
+        self.registry
+            .put(&key, &value, version)
+            .map_err(|e| Refusal::Unavailable(format!("Failed to write the registry: {e}")))?;
+        Ok(())
+    }
+
+    /// The checkpointed resources the registry has for an agent.
+    fn registry_checkpointed(&self, agent_id: &str) -> Option<Resources> {
+        let key = format!("{CHECKPOINTED_PREFIX}{agent_id}");
+        let (value, _) = self.registry.get(&key).ok()??;
+        serde_json::from_slice(&value).ok()
+    }
+
+    /// An operator's RESERVE_RESOURCES, UNRESERVE_RESOURCES, CREATE_VOLUMES,
+    /// DESTROY_VOLUMES, GROW_VOLUME or SHRINK_VOLUME on `agent_id`. The
+    /// agent's outstanding offers are rescinded first so that their
+    /// resources can be used; the change is in the registry before this
+    /// returns, then the agent is told.
+    pub fn operate(
+        &mut self,
+        agent_id: &str,
+        op: ResourceOp,
+        principal: Option<&str>,
+    ) -> Result<(), Refusal> {
+        if !self
+            .agents
+            .get(agent_id)
+            .is_some_and(|a| a.unreachable_time.is_none())
+        {
+            return Err(Refusal::BadRequest(format!(
+                "No agent found with specified ID {agent_id}"
+            )));
+        }
+        let c = op
+            .conversion(&Requester {
+                role: None,
+                principal,
+            })
+            .map_err(Refusal::BadRequest)?;
+        let offers: Vec<String> = self
+            .offers
+            .values()
+            .filter(|o| o.agent_id == agent_id)
+            .map(|o| o.id.clone())
+            .collect();
+        for offer in offers {
+            self.remove_offer(&offer, true);
+        }
+        let available = self.allocator.available(agent_id).unwrap_or_default();
+        if let Err(e) = available.checked_sub(&c.consumed.unallocate()) {
+            return Err(Refusal::Conflict(format!(
+                "{}: the agent does not have these resources unused: {e}",
+                op.name()
+            )));
+        }
+        let agent = &self.agents[agent_id];
+        let checkpointed = operations::apply_to_checkpointed(&agent.checkpointed, &c);
+        self.persist_checkpointed(agent_id, &checkpointed)?;
+        self.allocator
+            .update_available(agent_id, &c.consumed, &c.produced)
+            .map_err(|e| Refusal::Conflict(e.to_string()))?;
+        let agent = self.agents.get_mut(agent_id).expect("checked above");
+        agent.checkpointed = checkpointed;
+        agent.send(&MasterMessage::CheckpointResources {
+            resources: agent.checkpointed.clone(),
+        });
+        self.counters.operations += 1;
         self.wake_allocator();
         Ok(())
     }
@@ -1269,17 +1498,35 @@ impl Core {
                 push_status(&mut entry.statuses, s);
             }
         }
+        // Dynamic reservations and volumes: the registry's record wins (it
+        // was written before any change was answered); without one (a new
+        // registry) the agent's checkpoint is adopted and recorded.
+        let (mut checkpointed, recorded) = match self.registry_checkpointed(&agent_id) {
+            Some(r) => (r, true),
+            None => (register.checkpointed_resources.unallocate(), false),
+        };
+        let total = match total_with(&info.resources, &checkpointed) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!(
+                    "berth master: agent {agent_id}: {e}; its dynamic reservations and volumes \
+                     are not offered until this is resolved"
+                );
+                checkpointed = Resources::new();
+                info.resources.unallocate()
+            }
+        };
+        if !recorded && !checkpointed.is_empty() {
+            if let Err(e) = self.persist_checkpointed(&agent_id, &checkpointed) {
+                eprintln!("berth master: agent {agent_id}: {e:?}");
+            }
+        }
         let used: Vec<(String, Resources)> = used.into_iter().collect();
-        if let Err(e) = self
-            .allocator
-            .add_agent(&agent_id, info.resources.clone(), &used)
-        {
+        if let Err(e) = self.allocator.add_agent(&agent_id, total.clone(), &used) {
             // Reported usage the totals cannot hold: admit the agent with no
             // usage rather than refuse it (its tasks still run).
             eprintln!("berth master: agent {agent_id}: {e}; its reported tasks are not counted");
-            let _ = self
-                .allocator
-                .add_agent(&agent_id, info.resources.clone(), &[]);
+            let _ = self.allocator.add_agent(&agent_id, total, &[]);
         }
 
         // Tasks this master had on the agent that it no longer reports.
@@ -1317,6 +1564,7 @@ impl Core {
             next_ping: 0,
             unreachable_time: None,
             tasks: reported,
+            checkpointed,
         };
         agent.send(&MasterMessage::Registered {
             agent_id: AgentID::new(agent_id.clone()),
@@ -1332,6 +1580,10 @@ impl Core {
                 .to_record(),
             ));
         }
+        // The agent applies (creates, destroys) what the master recorded.
+        agent.send(&MasterMessage::CheckpointResources {
+            resources: agent.checkpointed.clone(),
+        });
         for framework_id in shutdown {
             agent.send(&MasterMessage::ShutdownFramework {
                 framework_id: FrameworkID::new(framework_id),

@@ -8,4 +8,5 @@ pub mod allocator;
 pub mod core;
 pub mod election;
 pub mod http;
+pub mod operations;
 pub mod registry;

@@ -263,6 +263,22 @@ pub enum AllocatorError {
         /// The first resource not allocated.
         source: SubtractError,
     },
+    /// [`Allocator::update_available`] of resources that are not available.
+    #[error("resources on agent \"{agent}\" are not available (offered or in use): {source}")]
+    NotAvailable {
+        /// The agent.
+        agent: AgentId,
+        /// The first resource not available.
+        source: SubtractError,
+    },
+    /// A conversion that changes scalar quantities (it would change shares).
+    #[error("a conversion must keep the scalar quantities: {from} became {to}")]
+    QuantitiesChanged {
+        /// What was converted.
+        from: String,
+        /// What it became.
+        to: String,
+    },
     /// A resource without `allocation_info.role` where the role is ambiguous.
     #[error("resource \"{resource}\" of framework \"{framework}\" has no allocation role and the framework's role there is ambiguous")]
     MissingAllocationRole {
@@ -394,6 +410,20 @@ fn split_by_role(
             .push(r.clone().allocated_to(role));
     }
     Ok(out)
+}
+
+/// Errors unless `from` and `to` have the same scalar quantities by name.
+fn check_same_quantities(from: &Resources, to: &Resources) -> Result<(), AllocatorError> {
+    let names: BTreeSet<&str> = from.names().union(&to.names()).copied().collect();
+    let same = names.iter().all(|n| from.scalar(n) == to.scalar(n));
+    if same {
+        Ok(())
+    } else {
+        Err(AllocatorError::QuantitiesChanged {
+            from: from.to_string(),
+            to: to.to_string(),
+        })
+    }
 }
 
 /// The scalar part of `resources`, without reservations or allocation info.
@@ -699,6 +729,102 @@ impl<S: Sorter> Allocator<S> {
         }
         self.cluster_total -= &scalar_quantities(&agent.total);
         out
+    }
+
+    /// Converts resources allocated to `framework` on `agent` in place, as an
+    /// offer operation does (RESERVE, UNRESERVE, CREATE, DESTROY,
+    /// GROW_VOLUME, SHRINK_VOLUME): `from` (allocated to it in `role`) is
+    /// replaced by `to` in the allocation and in the agent's total. Scalar
+    /// quantities must be equal, so no share changes. Errors, changing
+    /// nothing, for an unknown agent or framework, `from` not allocated, or
+    /// different quantities.
+    pub fn update_allocation(
+        &mut self,
+        framework: &str,
+        agent: &str,
+        role: &str,
+        from: &Resources,
+        to: &Resources,
+    ) -> Result<(), AllocatorError> {
+        check_same_quantities(from, to)?;
+        if !self.frameworks.contains_key(framework) {
+            return Err(AllocatorError::UnknownFramework(framework.to_string()));
+        }
+        let a = self
+            .agents
+            .get_mut(agent)
+            .ok_or_else(|| AllocatorError::UnknownAgent(agent.to_string()))?;
+        let from = from.unallocate().allocate(role);
+        let to = to.unallocate().allocate(role);
+        let held = a
+            .allocations
+            .get(framework)
+            .and_then(|m| m.get(role))
+            .cloned()
+            .unwrap_or_default();
+        let left = held
+            .checked_sub(&from)
+            .map_err(|source| AllocatorError::NotAllocated {
+                framework: framework.to_string(),
+                agent: agent.to_string(),
+                role: role.to_string(),
+                source,
+            })?;
+        let total = a.total.checked_sub(&from.unallocate()).map_err(|source| {
+            AllocatorError::UsedExceedsTotal {
+                agent: agent.to_string(),
+                source,
+            }
+        })?;
+        a.total = total;
+        a.total += &to.unallocate();
+        let slot = a
+            .allocations
+            .get_mut(framework)
+            .and_then(|m| m.get_mut(role))
+            .expect("checked above");
+        *slot = left;
+        *slot += &to;
+        Ok(())
+    }
+
+    /// Converts unallocated resources of `agent` in place (an operator's
+    /// RESERVE_RESOURCES, CREATE_VOLUMES...): `from` must be available;
+    /// it is replaced by `to` in the available resources and the total.
+    /// Errors, changing nothing, for an unknown agent, `from` not available,
+    /// or different quantities.
+    pub fn update_available(
+        &mut self,
+        agent: &str,
+        from: &Resources,
+        to: &Resources,
+    ) -> Result<(), AllocatorError> {
+        check_same_quantities(from, to)?;
+        let a = self
+            .agents
+            .get_mut(agent)
+            .ok_or_else(|| AllocatorError::UnknownAgent(agent.to_string()))?;
+        let from = from.unallocate();
+        let to = to.unallocate();
+        let available =
+            a.available
+                .checked_sub(&from)
+                .map_err(|source| AllocatorError::NotAvailable {
+                    agent: agent.to_string(),
+                    source,
+                })?;
+        let total = a
+            .total
+            .checked_sub(&from)
+            .map_err(|source| AllocatorError::NotAvailable {
+                agent: agent.to_string(),
+                source,
+            })?;
+        a.available = available;
+        a.available += &to;
+        a.total = total;
+        a.total += &to;
+        Ok(())
     }
 
     /// Sets the weight of `role` (valid name, weight finite and > 0), in force

@@ -286,6 +286,12 @@ fn app(config: MasterConfig, local_addr: SocketAddr) -> Result<(Router, AppState
                 &format!("{prefix}/metrics"),
                 get(operator::metrics_prometheus),
             );
+        for endpoint in ["reserve", "unreserve", "create-volumes", "destroy-volumes"] {
+            router = router.route(
+                &format!("{prefix}/{endpoint}"),
+                post(operator::legacy_operation),
+            );
+        }
     }
     Ok((router.with_state(shared.clone()), shared))
 }

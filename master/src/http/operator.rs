@@ -21,6 +21,7 @@ use serde_json::{json, Map, Value as Json};
 
 use super::{check_accept, check_content_type, json_response, text, AppState, MESOS_VERSION};
 use crate::core::{now_secs, Agent, Core, Framework, Task};
+use crate::operations::ResourceOp;
 
 // ---------------------------------------------------------------------------
 // Rendering helpers
@@ -173,7 +174,7 @@ fn agent_v1(core: &Core, a: &Agent, used: &Resources, offered: &Resources) -> Js
     let mut info = json!({
         "hostname": a.info.hostname,
         "port": a.info.port,
-        "resources": resources_json(&a.info.resources),
+        "resources": resources_json(&a.total()),
         "id": {"value": a.id},
     });
     if !a.info.attributes.is_empty() {
@@ -187,7 +188,7 @@ fn agent_v1(core: &Core, a: &Agent, used: &Resources, offered: &Resources) -> Js
         "version": a.version,
         "pid": format!("slave(1)@{}:{}", a.info.ip, a.info.port),
         "registered_time": {"nanoseconds": (a.registered_time * 1e9) as i64},
-        "total_resources": resources_json(&a.info.resources),
+        "total_resources": resources_json(&a.total()),
         "allocated_resources": resources_json(used),
         "offered_resources": resources_json(offered),
         "capabilities": [{"type": "MULTI_ROLE"}, {"type": "HIERARCHICAL_ROLE"}, {"type": "RESERVATION_REFINEMENT"}],
@@ -199,10 +200,9 @@ fn agent_v1(core: &Core, a: &Agent, used: &Resources, offered: &Resources) -> Js
 }
 
 fn agent_legacy(a: &Agent, used: &Resources, offered: &Resources) -> Json {
-    let unreserved = a.info.resources.unreserved();
-    let reserved: Map<String, Json> = a
-        .info
-        .resources
+    let total = a.total();
+    let unreserved = total.unreserved();
+    let reserved: Map<String, Json> = total
         .reservations_by_role()
         .iter()
         .map(|(role, r)| (role.clone(), resource_map(r)))
@@ -215,7 +215,7 @@ fn agent_legacy(a: &Agent, used: &Resources, offered: &Resources) -> Json {
         "pid": format!("slave(1)@{}:{}", a.info.ip, a.info.port),
         "registered_time": a.registered_time,
         "reregistered_time": a.reregistered_time,
-        "resources": resource_map(&a.info.resources),
+        "resources": resource_map(&a.total()),
         "used_resources": resource_map(used),
         "offered_resources": resource_map(offered),
         "reserved_resources": reserved,
@@ -493,12 +493,6 @@ const NOT_YET: &[&str] = &[
     "GET_OPERATIONS",
     "UPDATE_WEIGHTS",
     "SUBSCRIBE",
-    "RESERVE_RESOURCES",
-    "UNRESERVE_RESOURCES",
-    "CREATE_VOLUMES",
-    "DESTROY_VOLUMES",
-    "GROW_VOLUME",
-    "SHRINK_VOLUME",
     "GET_MAINTENANCE_STATUS",
     "GET_MAINTENANCE_SCHEDULE",
     "UPDATE_MAINTENANCE_SCHEDULE",
@@ -605,6 +599,22 @@ pub(super) async fn call(
                 "get_agents": get_agents(&core),
             }),
         ),
+        "RESERVE_RESOURCES"
+        | "UNRESERVE_RESOURCES"
+        | "CREATE_VOLUMES"
+        | "DESTROY_VOLUMES"
+        | "GROW_VOLUME"
+        | "SHRINK_VOLUME" => {
+            let field = call_type.to_ascii_lowercase();
+            let (agent_id, op) = match resource_op(&call_type, object.get(&field), &field) {
+                Ok(x) => x,
+                Err(message) => return text(StatusCode::BAD_REQUEST, message),
+            };
+            match core.operate(&agent_id, op, None) {
+                Ok(()) => StatusCode::ACCEPTED.into_response(),
+                Err(r) => super::refusal(r),
+            }
+        }
         "TEARDOWN" => {
             let id = object
                 .get("teardown")
@@ -637,8 +647,123 @@ pub(super) async fn call(
     }
 }
 
+/// Reads a resource operation's payload (`reserve_resources: {agent_id,
+/// resources}` and the like), naming the field at fault.
+fn resource_op(
+    call_type: &str,
+    payload: Option<&Json>,
+    field: &str,
+) -> Result<(String, ResourceOp), String> {
+    let payload = payload
+        .and_then(Json::as_object)
+        .ok_or_else(|| format!("Expecting '{field}' to be present"))?;
+    let agent_id = payload
+        .get("agent_id")
+        .and_then(|a| a.get("value"))
+        .and_then(Json::as_str)
+        .ok_or_else(|| format!("Expecting '{field}.agent_id.value' to be present"))?
+        .to_string();
+    let list = |key: &str| -> Result<Resources, String> {
+        let v = payload
+            .get(key)
+            .ok_or_else(|| format!("Expecting '{field}.{key}' to be present"))?;
+        serde_json::from_value::<Resources>(v.clone())
+            .map_err(|e| format!("field '{field}.{key}': {e}"))
+    };
+    let one = |key: &str| -> Result<masterlink::Resource, String> {
+        let v = payload
+            .get(key)
+            .ok_or_else(|| format!("Expecting '{field}.{key}' to be present"))?;
+        masterlink::Resource::from_json(v).map_err(|e| format!("field '{field}.{key}': {e}"))
+    };
+    let op = match call_type {
+        "RESERVE_RESOURCES" => ResourceOp::Reserve(list("resources")?),
+        "UNRESERVE_RESOURCES" => ResourceOp::Unreserve(list("resources")?),
+        "CREATE_VOLUMES" => ResourceOp::Create(list("volumes")?),
+        "DESTROY_VOLUMES" => ResourceOp::Destroy(list("volumes")?),
+        "GROW_VOLUME" => ResourceOp::Grow {
+            volume: one("volume")?,
+            addition: one("addition")?,
+        },
+        "SHRINK_VOLUME" => ResourceOp::Shrink {
+            volume: one("volume")?,
+            subtract: payload
+                .get("subtract")
+                .and_then(|s| s.get("value"))
+                .and_then(Json::as_f64)
+                .ok_or_else(|| format!("Expecting '{field}.subtract.value' to be a number"))?,
+        },
+        other => return Err(format!("not a resource operation: {other}")),
+    };
+    Ok((agent_id, op))
+}
+
 // ---------------------------------------------------------------------------
 // Legacy endpoints
+
+/// `POST /master/reserve`, `/unreserve`, `/create-volumes`,
+/// `/destroy-volumes`: form-encoded `slaveId=<id>&resources=<JSON array>`
+/// (`volumes=` for the volume calls), answered 202 / 400 / 409 as Mesos
+/// does.
+pub(super) async fn legacy_operation(
+    State(shared): State<AppState>,
+    uri: axum::http::Uri,
+    body: Bytes,
+) -> Response {
+    let form: BTreeMap<String, String> = match serde_urlencoded_form(&body) {
+        Ok(f) => f,
+        Err(e) => return text(StatusCode::BAD_REQUEST, e),
+    };
+    let endpoint = uri.path().rsplit('/').next().unwrap_or("").to_string();
+    let (call, key) = match endpoint.as_str() {
+        "reserve" => ("RESERVE_RESOURCES", "resources"),
+        "unreserve" => ("UNRESERVE_RESOURCES", "resources"),
+        "create-volumes" => ("CREATE_VOLUMES", "volumes"),
+        "destroy-volumes" => ("DESTROY_VOLUMES", "volumes"),
+        _ => return text(StatusCode::NOT_FOUND, "unknown endpoint"),
+    };
+    let Some(agent) = form.get("slaveId").or_else(|| form.get("agentId")) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "Missing 'slaveId' query parameter in the request body",
+        );
+    };
+    let Some(list) = form.get(key) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("Missing '{key}' query parameter in the request body"),
+        );
+    };
+    let list: Json = match serde_json::from_str(list) {
+        Ok(v) => v,
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("'{key}': malformed JSON: {e}"),
+            )
+        }
+    };
+    let payload = json!({"agent_id": {"value": agent}, key: list});
+    let (agent_id, op) = match resource_op(call, Some(&payload), key) {
+        Ok(x) => x,
+        Err(message) => return text(StatusCode::BAD_REQUEST, message),
+    };
+    match shared.core().operate(&agent_id, op, None) {
+        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Err(r) => super::refusal(r),
+    }
+}
+
+/// `application/x-www-form-urlencoded` into a map (last value wins).
+fn serde_urlencoded_form(body: &[u8]) -> Result<BTreeMap<String, String>, String> {
+    axum::extract::Query::<BTreeMap<String, String>>::try_from_uri(
+        &format!("/?{}", String::from_utf8_lossy(body))
+            .parse()
+            .map_err(|e| format!("malformed form body: {e}"))?,
+    )
+    .map(|q| q.0)
+    .map_err(|e| format!("malformed form body: {e}"))
+}
 
 pub(super) async fn health() -> StatusCode {
     StatusCode::OK
@@ -904,7 +1029,7 @@ fn metrics(core: &Core) -> BTreeMap<String, f64> {
         .values()
         .filter(|a| a.unreachable_time.is_none())
     {
-        total_r += &a.info.resources;
+        total_r += &a.total();
     }
     let mut used_r = Resources::new();
     for r in used_by_agent(core).values() {

@@ -265,6 +265,8 @@ pub async fn post_json(
 /// An agent speaking the masterlink protocol over its own connection, as
 /// `berth agent` does: its stream of master messages and its calls.
 pub struct LinkedAgent {
+    /// The resources of the last CHECKPOINT_RESOURCES seen at registration.
+    pub checkpointed: Json,
     pub addr: SocketAddr,
     pub id: String,
     pub stream_id: String,
@@ -274,8 +276,18 @@ pub struct LinkedAgent {
 impl LinkedAgent {
     /// REGISTERs with `resources` (Mesos text syntax) and reads REGISTERED.
     pub async fn register(addr: SocketAddr, hostname: &str, resources: &str) -> LinkedAgent {
+        Self::register_as(addr, hostname, resources, None).await
+    }
+
+    /// The same, re-registering as `id` when given.
+    pub async fn register_as(
+        addr: SocketAddr,
+        hostname: &str,
+        resources: &str,
+        id: Option<&str>,
+    ) -> LinkedAgent {
         let resources = masterlink::resources::parse(resources).expect("resources");
-        let call = json!({
+        let mut call = json!({
             "type": "REGISTER",
             "protocol_version": masterlink::protocol::PROTOCOL_VERSION,
             "version": "test",
@@ -283,6 +295,9 @@ impl LinkedAgent {
             "agent_info": {"hostname": hostname, "port": 5051, "ip": "127.0.0.1",
                            "resources": resources},
         });
+        if let Some(id) = id {
+            call["agent_info"]["id"] = json!({"value": id});
+        }
         let (head, conn) = Conn::open(
             addr,
             "POST",
@@ -299,7 +314,11 @@ impl LinkedAgent {
         };
         let registered = messages.next().await.expect("REGISTERED");
         assert_eq!(registered["type"], "REGISTERED", "{registered}");
+        // Then the resources to checkpoint (none for a new agent).
+        let checkpoint = messages.next().await.expect("CHECKPOINT_RESOURCES");
+        assert_eq!(checkpoint["type"], "CHECKPOINT_RESOURCES", "{checkpoint}");
         LinkedAgent {
+            checkpointed: checkpoint["resources"].clone(),
             addr,
             id: registered["agent_id"]["value"]
                 .as_str()
