@@ -906,15 +906,7 @@ impl Shared {
         };
         // The master only hands out volumes it checkpointed here first; one
         // the agent does not have is a task it cannot run.
-        if let Some(tv) = task_volumes
-            .iter()
-            .find(|tv| !st.checkpointed.contains_resource(&tv.resource))
-        {
-            let message = format!(
-                "persistent volume {} is not on this agent (its checkpointed \
-                 resources hold no {})",
-                tv.key, tv.resource
-            );
+        if let Err(message) = checkpointed::check_task_volumes(&st.checkpointed, &task_volumes) {
             return fail(st, TaskState::Error, Reason::ResourcesUnknown, message);
         }
         let hidden = vec![

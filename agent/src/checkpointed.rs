@@ -237,6 +237,26 @@ pub fn task_volumes(task_resources: &Resources) -> Result<Vec<TaskVolume>, Resou
     Ok(out)
 }
 
+/// Checks that every volume a task uses is one of the agent's (the same
+/// resource: role, id, size, container path and mode); the error names the
+/// first that is not.
+pub fn check_task_volumes(
+    checkpointed: &Resources,
+    task_volumes: &[TaskVolume],
+) -> Result<(), String> {
+    match task_volumes
+        .iter()
+        .find(|tv| !checkpointed.contains_resource(&tv.resource))
+    {
+        None => Ok(()),
+        Some(tv) => Err(format!(
+            "persistent volume {} is not on this agent (its checkpointed resources \
+             hold no {})",
+            tv.key, tv.resource
+        )),
+    }
+}
+
 /// A container path that stays inside the sandbox: relative, no `..`.
 fn relative_path(p: &str) -> Result<PathBuf, String> {
     if p.is_empty() || p.contains('\0') {
@@ -453,6 +473,17 @@ mod tests {
         assert_eq!(v[0].container_path, PathBuf::from("state/db"));
         assert!(v[0].read_only);
         assert!(v[0].resource.allocation_info.is_none());
+        // The agent has the volume (allocation info aside), but not in RO.
+        let agent = set(json!([volume(64.0, "eng", "db", "./state/db", "RO")]));
+        assert!(check_task_volumes(&agent, &v).is_ok());
+        let rw = set(json!([volume(64.0, "eng", "db", "./state/db", "RW")]));
+        let e = check_task_volumes(&rw, &v).unwrap_err();
+        assert!(
+            e.starts_with("persistent volume eng/db is not on this agent"),
+            "{e}"
+        );
+        assert!(check_task_volumes(&Resources::new(), &v).is_err());
+        assert!(check_task_volumes(&Resources::new(), &[]).is_ok());
         for bad in ["/abs", "../up", "a/../../b", ".", ""] {
             let t = set(json!([volume(64.0, "eng", "db", bad, "RW")]));
             assert!(task_volumes(&t).is_err(), "{bad:?}");
