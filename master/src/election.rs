@@ -396,6 +396,8 @@ impl Campaign {
                     self.complain(&format!("{e}; retrying"));
                     // The lease may be the problem (it expired while etcd
                     // was unreachable): then start with a fresh one.
+                    // Keep a follower's lease alive too, so that it is
+                    // ready the moment the key goes.
                     if let Some((id, _)) = lease {
                         if !self.renew_once(id).await {
                             lease = None;
@@ -408,7 +410,8 @@ impl Campaign {
                 Ok(Attempt::Won(term)) => {
                     let (id, ttl) = lease.expect("only a candidate with a lease wins");
                     let reason = self.lead(id, ttl, term).await;
-                    self.revoke(id).await;
+                    // Step down first: revoking may hang as long as etcd
+                    // does not answer.
                     self.leader.send_if_modified(|l| {
                         if l.as_ref().is_some_and(|l| l.term == term) {
                             *l = None;
@@ -418,12 +421,12 @@ impl Campaign {
                         }
                     });
                     let _ = self.state.send(State::Lost { reason });
+                    // Lets the next leader in at once when etcd is there.
+                    self.revoke(id).await;
                     return;
                 }
                 Ok(Attempt::Follow { current, revision }) => {
                     if let Some(current) = &current {
-                        // Keep the lease of a follower alive too, so that it
-                        // is ready the moment the key goes.
                         self.leader.send_if_modified(|l| {
                             let new = Some(leader_of(current));
                             if *l != new {
@@ -436,6 +439,8 @@ impl Campaign {
                     } else {
                         self.leader.send_if_modified(|l| l.take().is_some());
                     }
+                    // Keep a follower's lease alive too, so that it is
+                    // ready the moment the key goes.
                     if let Some((id, _)) = lease {
                         if !self.renew_once(id).await {
                             lease = None;
@@ -653,7 +658,11 @@ impl Campaign {
                 _ = tokio::time::sleep_until(until_deadline) => {}
                 _ = renew.tick() => {
                     let sent = Instant::now();
-                    match self.renew(lease, &mut keeper).await {
+                    // Bounded by the deadline too: in a partition the
+                    // request would otherwise hold the step-down back by up
+                    // to the request timeout.
+                    let bound = deadline.saturating_duration_since(sent);
+                    match self.renew(lease, &mut keeper, bound).await {
                         Renewal::Renewed(granted) => {
                             deadline = sent + granted.max(ttl) - margin;
                         }
@@ -699,9 +708,10 @@ impl Campaign {
         &mut self,
         lease: i64,
         keeper: &mut Option<(etcd_client::LeaseKeeper, etcd_client::LeaseKeepAliveStream)>,
+        bound: Duration,
     ) -> Renewal {
         let mut c = self.client.clone();
-        let timeout = self.request_timeout;
+        let timeout = self.request_timeout.min(bound);
         let attempt = async {
             if keeper.is_none() {
                 match c.lease_keep_alive(lease).await {

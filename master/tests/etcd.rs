@@ -483,3 +483,46 @@ fn leader_steps_down_when_etcd_is_unreachable_and_a_follower_wins_later() {
         "b did not take over: {b:?}"
     );
 }
+
+#[test]
+fn leader_steps_down_within_the_ttl_when_etcd_stops_answering() {
+    let Some(etcd) = Etcd::start() else { return };
+    let a = campaign(&etcd, "/berth/", "a");
+    assert!(matches!(
+        a.wait_state(Duration::from_secs(10), |s| matches!(
+            s,
+            State::Leading { .. }
+        )),
+        State::Leading { .. }
+    ));
+    let b = campaign(&etcd, "/berth/", "b");
+    assert!(eventually(Duration::from_secs(5), || b.leader().is_some()));
+
+    // A frozen etcd keeps its connections but never answers (a partition):
+    // a's renewals hang, and it must still step down within the TTL, not
+    // after its request timeout (5 s, longer than the TTL).
+    let frozen = Instant::now();
+    etcd.freeze();
+    let state = a.wait_state(TTL + Duration::from_secs(1), |s| {
+        matches!(s, State::Lost { .. })
+    });
+    let took = frozen.elapsed();
+    etcd.thaw();
+    assert!(
+        matches!(state, State::Lost { .. }),
+        "{state:?} after {took:?}"
+    );
+    assert!(took <= TTL, "stepped down only after {took:?}");
+    println!("leader stepped down {took:?} after etcd froze: {state:?}");
+    assert!(!b.is_leader());
+    assert!(
+        matches!(
+            b.wait_state(TTL * 3 + Duration::from_secs(5), |s| matches!(
+                s,
+                State::Leading { .. }
+            )),
+            State::Leading { .. }
+        ),
+        "b did not take over: {b:?}"
+    );
+}

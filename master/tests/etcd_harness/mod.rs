@@ -154,6 +154,22 @@ impl Etcd {
         }
     }
 
+    /// SIGSTOPs etcd: connections stay open but nothing answers, as in a
+    /// network partition.
+    pub fn freeze(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    pub fn thaw(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = self.pid().expect("etcd is running") as libc::pid_t;
+        // SAFETY: kill(2) on the pid of our own unreaped child.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+    }
+
     /// Starts etcd again on the same ports and data dir.
     pub fn restart(&mut self) {
         self.kill();
