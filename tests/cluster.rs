@@ -554,3 +554,94 @@ fn pymesos_scheduler_runs_tasks_and_reconciles() {
         "{stdout}"
     );
 }
+
+/// `berth cluster reserve | volume-create | volume-destroy | unreserve`
+/// against a real master and agent: the agent really creates and destroys
+/// the volume, the master's view follows, errors are usage or 409.
+#[test]
+fn cluster_cli_reserves_and_manages_volumes() {
+    require_root!();
+    let mut c = Cluster::start("cpus:2;mem:1024;disk:2000", &[], &[]);
+    let agents = c.operator("GET_AGENTS");
+    let aid = agents["get_agents"]["agents"][0]["agent_info"]["id"]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cli = |args: &[&str]| {
+        let out = Command::new(berth_bin())
+            .args(["cluster"])
+            .args(args)
+            .env("BERTH_MASTER", &c.addr)
+            .output()
+            .unwrap();
+        (out.status.code(), stdout(&out), stderr(&out))
+    };
+    let (code, _, err) = cli(&[
+        "reserve",
+        "--agent",
+        &aid,
+        "--role",
+        "dev",
+        "--principal",
+        "ops",
+        "disk:500;cpus:1",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = cli(&[
+        "volume-create",
+        "--agent",
+        &aid,
+        "--role",
+        "dev",
+        "--principal",
+        "ops",
+        "--id",
+        "v1",
+        "--size",
+        "64",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    c.agent.line("persistent volume dev/v1 created");
+    let total = &c.operator("GET_AGENTS")["get_agents"]["agents"][0]["total_resources"];
+    let vol = total
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["disk"]["persistence"]["id"] == "v1")
+        .expect("the volume is in the agent's total");
+    assert_eq!(vol["scalar"]["value"], 64.0);
+
+    // Bad input: usage errors naming the flag; too much: the master's 409.
+    let (code, _, err) = cli(&["reserve", "--agent", &aid, "--role", "*", "cpus:1"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--role"), "{err}");
+    let (code, _, err) = cli(&["reserve", "--agent", &aid, "--role", "dev", "disk:99999"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("409"), "{err}");
+    let (code, _, err) = cli(&["volume-destroy", "--agent", &aid, "--id", "nope"]);
+    assert_eq!(code, Some(2), "{err}");
+
+    let (code, _, err) = cli(&["volume-destroy", "--agent", &aid, "--id", "v1"]);
+    assert_eq!(code, Some(0), "{err}");
+    c.agent.line("persistent volume dev/v1 destroyed");
+    let (code, _, err) = cli(&[
+        "unreserve",
+        "--agent",
+        &aid,
+        "--role",
+        "dev",
+        "--principal",
+        "ops",
+        "disk:500;cpus:1",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let total = &c.operator("GET_AGENTS")["get_agents"]["agents"][0]["total_resources"];
+    assert!(
+        total
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["reservations"].is_null()),
+        "everything is back to *: {total}"
+    );
+}

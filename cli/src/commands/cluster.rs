@@ -5,7 +5,9 @@
 //! * `agents`, `frameworks`, `tasks`: operator calls (GET_AGENTS,
 //!   GET_FRAMEWORKS + GET_TASKS, GET_TASKS) shown as tables, or the raw
 //!   answer with `--json`;
-//! * `run`: a one-task framework on the scheduler API (see [`run`]).
+//! * `run`: a one-task framework on the scheduler API (see [`run`]);
+//! * `reserve`, `unreserve`, `volume-create`, `volume-destroy`: operator
+//!   calls on an agent's resources (see [`ops`]).
 
 use std::future::Future;
 
@@ -14,6 +16,7 @@ use berth::mesos::{ClientError, MasterAddr, DEFAULT_MASTER};
 
 use crate::{CmdResult, Failure};
 
+mod ops;
 mod run;
 mod table;
 
@@ -33,6 +36,14 @@ enum Verb {
     Tasks(TasksArgs),
     /// Run one command as a task through the scheduler API and follow it
     Run(run::Args),
+    /// Reserve an agent's resources for a role (RESERVE_RESOURCES)
+    Reserve(ops::ReserveArgs),
+    /// Give a role's dynamic reservation back (UNRESERVE_RESOURCES)
+    Unreserve(ops::ReserveArgs),
+    /// Create a persistent volume on reserved disk (CREATE_VOLUMES)
+    VolumeCreate(ops::VolumeCreateArgs),
+    /// Destroy a persistent volume and its data (DESTROY_VOLUMES)
+    VolumeDestroy(ops::VolumeDestroyArgs),
 }
 
 /// Where the master is; shared by every verb.
@@ -90,6 +101,10 @@ pub fn run(a: Args) -> CmdResult {
         }
         Verb::Tasks(t) => list(&rt, &t.list, "GET_TASKS", |v| table::tasks(v, t.all)),
         Verb::Run(r) => rt.block_on(run::run(r)),
+        Verb::Reserve(r) => rt.block_on(ops::reserve(r, false)),
+        Verb::Unreserve(r) => rt.block_on(ops::reserve(r, true)),
+        Verb::VolumeCreate(v) => rt.block_on(ops::volume_create(v)),
+        Verb::VolumeDestroy(v) => rt.block_on(ops::volume_destroy(v)),
     }
 }
 
