@@ -208,7 +208,9 @@ mod tests {
 
     #[test]
     fn reserved_resources_carry_a_dynamic_reservation() {
-        let r = reserved("cpus:1;disk:100", "dev", Some("ops")).unwrap();
+        let Ok(r) = reserved("cpus:1;disk:100", "dev", Some("ops")) else {
+            panic!("valid resources refused");
+        };
         let j = resources_json(&r);
         assert_eq!(j[0]["reservations"][0]["type"], "DYNAMIC");
         assert_eq!(j[0]["reservations"][0]["role"], "dev");
