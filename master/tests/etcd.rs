@@ -6,12 +6,15 @@ mod etcd_harness;
 mod registry_contract;
 
 use std::future::Future;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use etcd_harness::Etcd;
 use master::election::{Election, ElectionOptions, State};
-use master::registry::{EtcdConfig, EtcdRegistry, Registry, RegistryError};
+use master::registry::{
+    EtcdConfig, EtcdRegistry, Fence, Registry, RegistryError, RegistryLocation,
+};
 use registry_contract::{agent, framework, Store};
 use serde_json::json;
 
@@ -121,6 +124,29 @@ fn records_are_json_under_the_prefix_and_prefixes_are_separate() {
     assert!(b.agents().unwrap().is_empty());
     assert!(b.list_prefix("").unwrap().is_empty());
     assert_eq!(a.agents().unwrap().len(), 1);
+}
+
+#[test]
+fn the_registry_flag_opens_etcd_and_the_trait_fences_it() {
+    let Some(etcd) = Etcd::start() else { return };
+    let url = format!("etcd://{}/flagged", etcd.endpoint());
+    let location = RegistryLocation::parse(Some(&url), std::path::Path::new("/unused")).unwrap();
+    let mut reg: Box<dyn Registry> = location.open().unwrap();
+    assert_eq!(reg.info().backend, "etcd");
+    reg.admit_agent(&agent("a", 1)).unwrap();
+    // A fence whose leader key does not exist: no term holds, no write.
+    reg.set_fence(Some(Fence {
+        key: "/flagged/leader".to_string(),
+        term: 1,
+    }));
+    let err = reg.put("k", b"v", None).unwrap_err();
+    assert!(
+        matches!(err, RegistryError::NotLeader { term: 1, .. }),
+        "{err:?}"
+    );
+    assert_eq!(reg.get("k").unwrap(), None);
+    reg.set_fence(None);
+    assert_eq!(reg.put("k", b"v", None).unwrap(), 1);
 }
 
 #[test]
@@ -384,6 +410,17 @@ impl ChildCandidate {
             )
             .stdin(Stdio::null())
             .stdout(Stdio::null());
+        // SAFETY: prctl is async-signal-safe and touches no memory of the
+        // parent; it runs in the forked child before exec. (The candidate
+        // dies with the test thread even if the test binary is killed.)
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         ChildCandidate(cmd.spawn().unwrap())
     }
 

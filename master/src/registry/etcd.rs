@@ -327,12 +327,6 @@ impl EtcdRegistry {
         Ok(registry)
     }
 
-    /// From now on every write also requires `fence`'s leadership term; a
-    /// write after the term ended fails with [`RegistryError::NotLeader`].
-    pub fn set_fence(&mut self, fence: Option<Fence>) {
-        self.fence = fence;
-    }
-
     pub fn fence(&self) -> Option<&Fence> {
         self.fence.as_ref()
     }
@@ -654,6 +648,12 @@ impl Registry for EtcdRegistry {
 
     fn delete(&mut self, key: &str) -> Result<bool, RegistryError> {
         self.delete_plain(&format!("delete key {key:?}"), self.key("kv", key))
+    }
+
+    /// From now on every write also requires `fence`'s leadership term; a
+    /// write after the term ended fails with [`RegistryError::NotLeader`].
+    fn set_fence(&mut self, fence: Option<Fence>) {
+        self.fence = fence;
     }
 
     fn list_prefix(&self, prefix: &str) -> Result<Vec<KvEntry>, RegistryError> {

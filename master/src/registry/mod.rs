@@ -14,6 +14,7 @@
 //! [`crate::election`]) writes, and a successor reads it back after a
 //! failover. Both honour the same contract (`master/tests/registry_contract`).
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -201,4 +202,78 @@ pub trait Registry: Send {
     /// All entries whose key starts with `prefix`, ordered by key (bytewise,
     /// UTF-8).
     fn list_prefix(&self, prefix: &str) -> Result<Vec<KvEntry>, RegistryError>;
+
+    /// Fences every later write by a leadership term (`None`: no fence);
+    /// see [`Fence`]. Only a backend that several masters share can be
+    /// fenced (etcd); for the others, which one master owns alone, this does
+    /// nothing.
+    fn set_fence(&mut self, fence: Option<Fence>) {
+        let _ = fence;
+    }
+}
+
+/// The registry `berth master --registry` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistryLocation {
+    /// The default for a single master: `<work dir>/registry.db`.
+    Sqlite(PathBuf),
+    /// `etcd://HOST[:PORT][,HOST[:PORT]...][/PREFIX]`: several masters.
+    Etcd(EtcdConfig),
+}
+
+impl RegistryLocation {
+    /// `None` -> the SQLite file in `work_dir`; `etcd://...` -> etcd.
+    pub fn parse(flag: Option<&str>, work_dir: &Path) -> Result<RegistryLocation, RegistryError> {
+        match flag {
+            None => Ok(RegistryLocation::Sqlite(work_dir.join("registry.db"))),
+            Some(url) if url.starts_with("etcd://") => EtcdConfig::from_url(url)
+                .map(RegistryLocation::Etcd)
+                .map_err(|e| RegistryError::Unusable {
+                    path: url.to_string(),
+                    detail: e.to_string(),
+                }),
+            Some(other) => Err(RegistryError::Unusable {
+                path: other.to_string(),
+                detail: "unknown registry: expected etcd://HOST:PORT[,HOST:PORT...][/PREFIX] \
+                         (without --registry the master keeps registry.db in its work dir)"
+                    .to_string(),
+            }),
+        }
+    }
+
+    /// Opens it (connecting to etcd for an etcd location).
+    pub fn open(&self) -> Result<Box<dyn Registry>, RegistryError> {
+        Ok(match self {
+            RegistryLocation::Sqlite(path) => Box::new(SqliteRegistry::open(path)?),
+            RegistryLocation::Etcd(config) => Box::new(EtcdRegistry::open(config)?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn location_from_the_flag() {
+        let work = Path::new("/var/lib/berth");
+        assert_eq!(
+            RegistryLocation::parse(None, work).unwrap(),
+            RegistryLocation::Sqlite(work.join("registry.db"))
+        );
+        assert_eq!(
+            RegistryLocation::parse(Some("etcd://10.0.0.1:2379,10.0.0.2:2379/prod"), work).unwrap(),
+            RegistryLocation::Etcd(
+                EtcdConfig::new(["10.0.0.1:2379", "10.0.0.2:2379"]).with_prefix("/prod/")
+            )
+        );
+        let err = RegistryLocation::parse(Some("etcd://:1"), work).unwrap_err();
+        assert!(err.to_string().contains("invalid etcd URL"), "{err}");
+        let err = RegistryLocation::parse(Some("zk://h:2181"), work).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("registry zk://h:2181: unknown registry: expected etcd://"),
+            "{err}"
+        );
+    }
 }
