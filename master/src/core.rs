@@ -1086,11 +1086,11 @@ impl Core {
         op: ResourceOp,
         principal: Option<&str>,
     ) -> Result<(), Refusal> {
-        if !self
+        let reachable = self
             .agents
             .get(agent_id)
-            .is_some_and(|a| a.unreachable_time.is_none())
-        {
+            .is_some_and(|a| a.unreachable_time.is_none());
+        if !reachable {
             return Err(Refusal::BadRequest(format!(
                 "No agent found with specified ID {agent_id}"
             )));

@@ -411,14 +411,14 @@ pub enum ResourceOp {
     /// GROW_VOLUME.
     Grow {
         /// The volume as it is.
-        volume: Resource,
+        volume: Box<Resource>,
         /// Plain disk added to it.
-        addition: Resource,
+        addition: Box<Resource>,
     },
     /// SHRINK_VOLUME.
     Shrink {
         /// The volume as it is.
-        volume: Resource,
+        volume: Box<Resource>,
         /// MB taken from it.
         subtract: f64,
     },
@@ -497,8 +497,8 @@ impl ResourceOp {
                     .as_ref()
                     .ok_or_else(|| missing("grow_volume"))?;
                 ResourceOp::Grow {
-                    volume: g.volume.clone(),
-                    addition: g.addition.clone(),
+                    volume: Box::new(g.volume.clone()),
+                    addition: Box::new(g.addition.clone()),
                 }
             }
             T::ShrinkVolume => {
@@ -507,7 +507,7 @@ impl ResourceOp {
                     .as_ref()
                     .ok_or_else(|| missing("shrink_volume"))?;
                 ResourceOp::Shrink {
-                    volume: s.volume.clone(),
+                    volume: Box::new(s.volume.clone()),
                     subtract: s.subtract.value(),
                 }
             }

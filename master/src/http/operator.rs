@@ -682,11 +682,11 @@ fn resource_op(
         "CREATE_VOLUMES" => ResourceOp::Create(list("volumes")?),
         "DESTROY_VOLUMES" => ResourceOp::Destroy(list("volumes")?),
         "GROW_VOLUME" => ResourceOp::Grow {
-            volume: one("volume")?,
-            addition: one("addition")?,
+            volume: Box::new(one("volume")?),
+            addition: Box::new(one("addition")?),
         },
         "SHRINK_VOLUME" => ResourceOp::Shrink {
-            volume: one("volume")?,
+            volume: Box::new(one("volume")?),
             subtract: payload
                 .get("subtract")
                 .and_then(|s| s.get("value"))
