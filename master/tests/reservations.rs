@@ -190,8 +190,13 @@ async fn framework_reserves_creates_launches_and_gives_back() {
         ))
         .await;
     assert_eq!(code, 202, "{body}");
-    let cp = agent.next().await.unwrap();
-    assert_eq!(cp["type"], "CHECKPOINT_RESOURCES");
+    // (The acknowledgement relayed above may come first.)
+    let cp = loop {
+        let m = agent.next().await.unwrap();
+        if m["type"] == "CHECKPOINT_RESOURCES" {
+            break m;
+        }
+    };
     assert!(
         cp["resources"].as_array().is_none_or(|a| a.is_empty()),
         "{cp}"
