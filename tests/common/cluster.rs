@@ -265,6 +265,29 @@ impl Cluster {
     }
 }
 
+impl Drop for Cluster {
+    /// Undoes the agent's persistent volumes in its default store
+    /// (`WORK_DIR/volumes`) once the agent has stopped: they are loop mounts
+    /// under the work dir, and removing the work dir with them mounted would
+    /// delete the files inside and leave the mounts (and loop devices)
+    /// behind. A test that passes `--volume-root` cleans up its own store.
+    fn drop(&mut self) {
+        self.agent.stop();
+        let root = self.agent_work().join("volumes");
+        if !root.join("volumes").is_dir() {
+            return;
+        }
+        let Ok(store) = volumes::VolumeStore::open(&root) else {
+            return;
+        };
+        for v in store.list().unwrap_or_default() {
+            if let Err(e) = store.destroy(&v.key) {
+                eprintln!("cleanup: destroying volume {}: {e}", v.key);
+            }
+        }
+    }
+}
+
 /// A command task of `cpus` and `mem` on the offer's agent.
 pub fn command_task(id: &str, offer: &Offer, cpus: f64, mem: f64, cmd: &str) -> TaskInfo {
     serde_json::from_value(json!({
