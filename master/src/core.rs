@@ -50,6 +50,9 @@ pub struct CoreConfig {
     pub agent_ping_interval: Duration,
     /// Missed PINGs after which an agent is unreachable.
     pub max_agent_ping_timeouts: u32,
+    /// `--roles`: when set, the only roles frameworks may subscribe to
+    /// (Mesos' deprecated whitelist).
+    pub roles: Option<BTreeSet<String>>,
 }
 
 /// Why a call was refused: the HTTP layer's status code and message.
@@ -430,6 +433,17 @@ impl Core {
         events: Sink,
     ) -> Result<(String, String), String> {
         info.validate_roles()?;
+        if let Some(allowed) = &self.config.roles {
+            if let Some(role) = info
+                .effective_roles()
+                .into_iter()
+                .find(|r| !allowed.contains(r))
+            {
+                return Err(format!(
+                    "Role '{role}' is not present in the master's --roles"
+                ));
+            }
+        }
         let framework_id = match info.id.as_ref().or(call_framework_id) {
             Some(id) => id.value.clone(),
             None => loop {

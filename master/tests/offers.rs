@@ -433,3 +433,27 @@ async fn disconnected_framework_keeps_its_tasks_until_its_failover_timeout() {
     assert_eq!(e["type"], "ERROR", "{e}");
     master.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_whitelist_refuses_other_roles() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = start_with(dir.path(), |c| {
+        fast(c);
+        c.roles = Some(["dev".to_string()].into_iter().collect());
+    })
+    .await;
+    let addr = master.local_addr();
+    let call =
+        json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": framework("o", "other", &[])}});
+    let (head, mut events) = subscribe(addr, &call).await;
+    assert_eq!(head.status, 200);
+    let e = events.next().await.unwrap();
+    assert_eq!(e["type"], "ERROR", "{e}");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("--roles"),
+        "{e}"
+    );
+    let fw = Sched::subscribe(addr, framework("d", "dev", &[])).await;
+    assert!(!fw.id.is_empty());
+    master.shutdown().await.unwrap();
+}

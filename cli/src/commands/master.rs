@@ -30,7 +30,7 @@ pub struct Args {
     /// Role weights: role=N,role=N
     #[arg(long, value_name = "ROLE=N,...")]
     pub weights: Option<String>,
-    /// Roles frameworks may use (deprecated in Mesos; accepted and validated)
+    /// The only roles frameworks may use (Mesos' deprecated whitelist)
     #[arg(long, value_name = "ROLE,...")]
     pub roles: Option<String>,
     /// Time between PINGs to an agent
@@ -117,10 +117,13 @@ pub fn config(a: &Args) -> Result<MasterConfig, Failure> {
             .map_err(|e| usage("--min-allocatable-resources", e))?;
     }
     let mut flags = vec![];
+    let mut whitelist = None;
     if let Some(roles) = &a.roles {
+        let set = whitelist.get_or_insert_with(std::collections::BTreeSet::new);
         for role in roles.split(',').map(str::trim).filter(|r| !r.is_empty()) {
             masterlink::roles::validate_role(role)
                 .map_err(|e| usage("--roles", format!("role '{role}': {e}")))?;
+            set.insert(role.to_string());
         }
         flags.push(("roles".to_string(), roles.clone()));
     }
@@ -141,6 +144,7 @@ pub fn config(a: &Args) -> Result<MasterConfig, Failure> {
     c.max_agent_ping_timeouts = a.max_agent_ping_timeouts;
     c.heartbeat_interval = a.heartbeat_interval;
     c.allocator = allocator;
+    c.roles = whitelist;
     c.flags = flags;
     Ok(c)
 }

@@ -65,6 +65,8 @@ pub struct MasterConfig {
     pub max_agent_ping_timeouts: u32,
     /// Weights and minimum offer size.
     pub allocator: AllocatorConfig,
+    /// `--roles`: the only roles frameworks may use, when set.
+    pub roles: Option<std::collections::BTreeSet<String>>,
     /// The flags as given, for GET_FLAGS and /state.
     pub flags: Vec<(String, String)>,
 }
@@ -83,6 +85,7 @@ impl MasterConfig {
             agent_ping_interval: Duration::from_secs(15),
             max_agent_ping_timeouts: 5,
             allocator: AllocatorConfig::default(),
+            roles: None,
             flags: Vec::new(),
         }
     }
@@ -249,6 +252,7 @@ fn app(config: MasterConfig, local_addr: SocketAddr) -> Result<(Router, AppState
             heartbeat_interval: config.heartbeat_interval,
             agent_ping_interval: config.agent_ping_interval,
             max_agent_ping_timeouts: config.max_agent_ping_timeouts,
+            roles: config.roles.clone(),
         },
         allocator,
         registry,
