@@ -202,14 +202,12 @@ impl Election {
         // without quorum an error of `campaign` itself.
         let lease = if candidate.is_some() {
             let mut c = client.clone();
+            let sent = Instant::now();
             let granted = runtime
                 .block(timeout, async move { c.lease_grant(ttl_secs, None).await })
                 .ok_or_else(|| timed_out("grant a lease"))?
                 .map_err(etcd_err("grant a lease"))?;
-            Some((
-                granted.id(),
-                Duration::from_secs(granted.ttl().max(2) as u64),
-            ))
+            Some(Lease::granted(granted.id(), granted.ttl(), sent))
         } else {
             None
         };
@@ -329,6 +327,27 @@ impl Drop for Election {
     }
 }
 
+/// A candidate's lease.
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    id: i64,
+    ttl: Duration,
+    /// When the request of the last grant or renewal that succeeded was
+    /// sent: etcd expires the lease `ttl` after it received that request,
+    /// so not before `renewed + ttl`.
+    renewed: Instant,
+}
+
+impl Lease {
+    fn granted(id: i64, ttl_secs: i64, sent: Instant) -> Lease {
+        Lease {
+            id,
+            ttl: Duration::from_secs(ttl_secs.max(2) as u64),
+            renewed: sent,
+        }
+    }
+}
+
 /// The campaign task's state.
 struct Campaign {
     /// When the last complaint about etcd was logged: an outage is logged
@@ -375,7 +394,7 @@ fn leader_of(kv: &KeyValue) -> Leader {
 }
 
 impl Campaign {
-    async fn run(mut self, mut lease: Option<(i64, Duration)>) {
+    async fn run(mut self, mut lease: Option<Lease>) {
         loop {
             if *self.stop.borrow() {
                 break;
@@ -391,15 +410,13 @@ impl Campaign {
                     continue;
                 }
             }
-            match self.try_win(lease.map(|(id, _)| id)).await {
+            match self.try_win(lease.map(|l| l.id)).await {
                 Err(e) => {
                     self.complain(&format!("{e}; retrying"));
                     // The lease may be the problem (it expired while etcd
                     // was unreachable): then start with a fresh one.
-                    // Keep a follower's lease alive too, so that it is
-                    // ready the moment the key goes.
-                    if let Some((id, _)) = lease {
-                        if !self.renew_once(id).await {
+                    if let Some(l) = &mut lease {
+                        if !self.renew_once(l).await {
                             lease = None;
                         }
                     }
@@ -408,8 +425,12 @@ impl Campaign {
                     }
                 }
                 Ok(Attempt::Won(term)) => {
-                    let (id, ttl) = lease.expect("only a candidate with a lease wins");
-                    let reason = self.lead(id, ttl, term).await;
+                    let mut won = lease.expect("only a candidate with a lease wins");
+                    // Renew before leading so that the term starts with a
+                    // full TTL ahead (if this fails, the last renewal's time
+                    // stays, which only makes the step-down earlier).
+                    self.renew_once(&mut won).await;
+                    let reason = self.lead(won, term).await;
                     // Step down first: revoking may hang as long as etcd
                     // does not answer.
                     self.leader.send_if_modified(|l| {
@@ -422,7 +443,7 @@ impl Campaign {
                     });
                     let _ = self.state.send(State::Lost { reason });
                     // Lets the next leader in at once when etcd is there.
-                    self.revoke(id).await;
+                    self.revoke(won.id).await;
                     return;
                 }
                 Ok(Attempt::Follow { current, revision }) => {
@@ -441,20 +462,20 @@ impl Campaign {
                     }
                     // Keep a follower's lease alive too, so that it is
                     // ready the moment the key goes.
-                    if let Some((id, _)) = lease {
-                        if !self.renew_once(id).await {
+                    if let Some(l) = &mut lease {
+                        if !self.renew_once(l).await {
                             lease = None;
                         }
                     }
-                    match self.wait_for_change(revision, lease.map(|(_, t)| t)).await {
+                    match self.wait_for_change(revision, lease.map(|l| l.ttl)).await {
                         Woke::Retry => {}
                         Woke::Stop => break,
                     }
                 }
             }
         }
-        if let Some((id, _)) = lease {
-            self.revoke(id).await;
+        if let Some(l) = lease {
+            self.revoke(l.id).await;
         }
     }
 
@@ -476,13 +497,11 @@ impl Campaign {
         }
     }
 
-    async fn grant(&mut self) -> Option<(i64, Duration)> {
+    async fn grant(&mut self) -> Option<Lease> {
         let mut c = self.client.clone();
+        let sent = Instant::now();
         match tokio::time::timeout(self.request_timeout, c.lease_grant(self.ttl_secs, None)).await {
-            Ok(Ok(granted)) => Some((
-                granted.id(),
-                Duration::from_secs(granted.ttl().max(2) as u64),
-            )),
+            Ok(Ok(granted)) => Some(Lease::granted(granted.id(), granted.ttl(), sent)),
             Ok(Err(e)) => {
                 self.complain(&format!("cannot grant a lease: {e}; retrying"));
                 None
@@ -496,18 +515,20 @@ impl Campaign {
         let _ = tokio::time::timeout(self.request_timeout, c.lease_revoke(id)).await;
     }
 
-    /// One keep-alive round trip; false if the lease is gone.
-    async fn renew_once(&mut self, id: i64) -> bool {
+    /// One keep-alive round trip; false if the lease is gone (or etcd did
+    /// not answer).
+    async fn renew_once(&mut self, lease: &mut Lease) -> bool {
         let mut c = self.client.clone();
-        let renewed = async move {
-            let (mut keeper, mut stream) = c.lease_keep_alive(id).await?;
-            keeper.keep_alive().await?;
-            stream.message().await
-        };
-        matches!(
-            tokio::time::timeout(self.request_timeout, renewed).await,
-            Ok(Ok(Some(r))) if r.ttl() > 0
-        )
+        let sent = Instant::now();
+        // Opening the keep-alive stream renews once and fails for a lease
+        // that no longer exists.
+        let renewed = tokio::time::timeout(self.request_timeout, c.lease_keep_alive(lease.id))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if renewed {
+            lease.renewed = sent;
+        }
+        renewed
     }
 
     /// Creates the leader key if it does not exist (a candidate with a
@@ -612,7 +633,8 @@ impl Campaign {
 
     /// Leads until the lease or the key is lost, or told to stop; why it
     /// ended.
-    async fn lead(&mut self, lease: i64, ttl: Duration, term: i64) -> String {
+    async fn lead(&mut self, won: Lease, term: i64) -> String {
+        let (lease, ttl) = (won.id, won.ttl);
         let _ = self.leader.send(Some(Leader {
             info: self.candidate.clone().unwrap_or_default(),
             term,
@@ -625,13 +647,14 @@ impl Campaign {
         // which is later, so we are out before the key can go. The margin
         // covers the time until the master notices and clock rates.
         let margin = (ttl / 10).max(Duration::from_millis(300));
-        let mut deadline = Instant::now() + ttl - margin;
+        let mut deadline = won.renewed + ttl - margin;
 
         let mut watch_client = self.client.clone();
         let mut last_seen = term;
         let mut watch = None;
         let mut keeper = None;
-        let mut renew = tokio::time::interval(ttl / 3);
+        // Renewals at TTL/3 leave two more chances before the deadline.
+        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + ttl / 3, ttl / 3);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if Instant::now() >= deadline {
