@@ -286,20 +286,23 @@ impl Election {
     /// Blocks until `pred` holds for the state or `timeout` passes; the
     /// last state seen.
     pub fn wait_state(&self, timeout: Duration, pred: impl Fn(&State) -> bool) -> State {
-        let mut rx = self.state.clone();
         let deadline = Instant::now() + timeout;
         loop {
+            let mut rx = self.state.clone();
             let now = rx.borrow_and_update().clone();
             if pred(&now) || Instant::now() >= deadline {
                 return now;
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let _ = self.runtime.block(remaining, async move {
-                let _ = rx.changed().await;
-                rx
-            });
-            // The receiver moved into the future; take a fresh one.
-            rx = self.state.clone();
+            // A change after the borrow above wakes `changed` at once.
+            match self
+                .runtime
+                .block(remaining, async move { rx.changed().await.is_ok() })
+            {
+                Some(true) => {}
+                // Timed out, or the campaign ended (no more changes).
+                _ => return self.state(),
+            }
         }
     }
 
