@@ -53,6 +53,8 @@ pub struct CoreConfig {
     /// `--roles`: when set, the only roles frameworks may subscribe to
     /// (Mesos' deprecated whitelist).
     pub roles: Option<BTreeSet<String>>,
+    /// Who may reserve, unreserve, create and destroy.
+    pub acls: crate::auth::Acls,
 }
 
 /// Why a call was refused: the HTTP layer's status code and message.
@@ -932,6 +934,7 @@ impl Core {
             let Step::Resources(op) = step else {
                 continue;
             };
+            self.authorize(principal.as_deref(), op)?;
             let c = op
                 .conversion(&requester)
                 .map_err(|e| Refusal::BadRequest(format!("field 'accept.operations': {e}")))?;
@@ -1062,6 +1065,50 @@ impl Core {
         self.launch(framework_id, agent_id, role, task);
     }
 
+    /// Checks the ACLs for every resource `op` touches.
+    fn authorize(&self, principal: Option<&str>, op: &ResourceOp) -> Result<(), Refusal> {
+        use crate::auth::{Action, Denied};
+        let acls = &self.config.acls;
+        let check = |action: Action<'_>| {
+            acls.authorize(principal, action).map_err(|d| match d {
+                Denied::Forbidden(m) | Denied::Unauthenticated(m) => Refusal::Forbidden(m),
+            })
+        };
+        let volume_role = |r: &masterlink::Resource| r.owner_role().unwrap_or("*").to_string();
+        match op {
+            ResourceOp::Reserve(rs) => rs.iter().try_for_each(|r| {
+                check(Action::Reserve {
+                    role: r.owner_role().unwrap_or("*"),
+                })
+            }),
+            ResourceOp::Unreserve(rs) => rs.iter().try_for_each(|r| {
+                check(Action::Unreserve {
+                    reserver: r.reservations.last().and_then(|x| x.principal.as_deref()),
+                })
+            }),
+            ResourceOp::Create(vs) => vs.iter().try_for_each(|v| {
+                check(Action::CreateVolume {
+                    role: &volume_role(v),
+                })
+            }),
+            ResourceOp::Destroy(vs) => vs.iter().try_for_each(|v| {
+                check(Action::DestroyVolume {
+                    creator: v
+                        .disk
+                        .as_ref()
+                        .and_then(|d| d.persistence.as_ref())
+                        .and_then(|p| p.principal.as_deref()),
+                })
+            }),
+            // Resizing is creating (Mesos' RESIZE_VOLUME ACL is not read).
+            ResourceOp::Grow { volume, .. } | ResourceOp::Shrink { volume, .. } => {
+                check(Action::CreateVolume {
+                    role: &volume_role(volume),
+                })
+            }
+        }
+    }
+
     /// Writes an agent's checkpointed resources to the registry (before the
     /// change is applied or answered).
     fn persist_checkpointed(
@@ -1109,6 +1156,7 @@ impl Core {
                 "No agent found with specified ID {agent_id}"
             )));
         }
+        self.authorize(principal, &op)?;
         let c = op
             .conversion(&Requester {
                 role: None,

@@ -5,6 +5,7 @@
 //! transport (the HTTP API will drive it through the same calls).
 
 pub mod allocator;
+pub mod auth;
 pub mod core;
 pub mod election;
 pub mod http;

@@ -419,3 +419,126 @@ async fn a_child_role_refines_its_parents_reservation() {
     assert_eq!(scalar(&total, "disk", reserved_for("eng")), 60.0, "{total}");
     master.shutdown().await.unwrap();
 }
+
+fn basic(principal: &str, secret: &str) -> String {
+    format!(
+        "Basic {}",
+        masterlink::scheduler::encode_base64(format!("{principal}:{secret}").as_bytes())
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_and_acls_decide_who_may_reserve() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = start_with(dir.path(), |c| {
+        fast(c);
+        c.auth.credentials = Some(
+            master::auth::Credentials::parse("ops s3cret\neve evil\n").unwrap(),
+        );
+        c.auth.acls = serde_json::from_value(json!({
+            "permissive": false,
+            "reserve_resources": [{"principals": {"values": ["ops"]}, "roles": {"values": ["dev"]}}],
+            "unreserve_resources": [{"principals": {"values": ["ops"]}, "reserver_principals": {"type": "ANY"}}],
+        }))
+        .unwrap();
+    })
+    .await;
+    let addr = master.local_addr();
+    let agent = LinkedAgent::register(addr, "node1", "cpus:2;mem:512;disk:1000").await;
+    let call = json!({"type": "RESERVE_RESOURCES", "reserve_resources": {
+        "agent_id": {"value": agent.id}, "resources": [reserved_disk(10.0, "dev")]}});
+
+    // No credentials: 401 with Mesos' challenge; health stays open.
+    let (head, _) = request(addr, "POST", "/api/v1", &[JSON_CT], &call.to_string()).await;
+    assert_eq!(head.status, 401);
+    assert_eq!(
+        head.header("www-authenticate"),
+        Some("Basic realm=\"mesos\"")
+    );
+    let (code, _) = operator(addr, json!({"type": "GET_HEALTH"})).await;
+    assert_eq!(code, 200);
+    // Wrong secret: 401. A principal the ACL does not allow: 403, nothing changes.
+    let (code, _) = post_json(
+        addr,
+        "/api/v1",
+        &[("Authorization", &basic("ops", "nope"))],
+        &call,
+    )
+    .await;
+    assert_eq!(code, 401);
+    let mut eve_call = call.clone();
+    eve_call["reserve_resources"]["resources"][0]["reservations"][0]["principal"] = json!("eve");
+    let (code, body) = post_json(
+        addr,
+        "/api/v1",
+        &[("Authorization", &basic("eve", "evil"))],
+        &eve_call,
+    )
+    .await;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("not authorized"), "{body}");
+    // A principal claiming someone else's reservation: refused.
+    let (code, body) = post_json(
+        addr,
+        "/api/v1",
+        &[("Authorization", &basic("eve", "evil"))],
+        &call,
+    )
+    .await;
+    assert!(code == 400 || code == 403, "{code}: {body}");
+    let total = {
+        let (_, body) = post_json(
+            addr,
+            "/api/v1",
+            &[("Authorization", &basic("ops", "s3cret"))],
+            &json!({"type": "GET_AGENTS"}),
+        )
+        .await;
+        let v: Json = serde_json::from_str(&body).unwrap();
+        v["get_agents"]["agents"][0]["total_resources"].clone()
+    };
+    assert_eq!(scalar(&total, "disk", reserved_for("dev")), 0.0, "{total}");
+    // The allowed principal.
+    let (code, body) = post_json(
+        addr,
+        "/api/v1",
+        &[("Authorization", &basic("ops", "s3cret"))],
+        &call,
+    )
+    .await;
+    assert_eq!(code, 202, "{body}");
+    // Another role is not in the ACL for ops.
+    let mut prod = call.clone();
+    prod["reserve_resources"]["resources"][0]["reservations"][0]["role"] = json!("prod");
+    let (code, _) = post_json(
+        addr,
+        "/api/v1",
+        &[("Authorization", &basic("ops", "s3cret"))],
+        &prod,
+    )
+    .await;
+    assert_eq!(code, 403);
+
+    // Frameworks authenticate too, and their principal must be theirs.
+    let sub = json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": framework("f", "dev")}});
+    let (head, _) = request(
+        addr,
+        "POST",
+        "/api/v1/scheduler",
+        &[JSON_CT],
+        &sub.to_string(),
+    )
+    .await;
+    assert_eq!(head.status, 401);
+    let (head, body) = request(
+        addr,
+        "POST",
+        "/api/v1/scheduler",
+        &[JSON_CT, ("Authorization", &basic("eve", "evil"))],
+        &sub.to_string(),
+    )
+    .await;
+    assert_eq!(head.status, 403, "{body}");
+    assert!(body.contains("principal"), "{body}");
+    master.shutdown().await.unwrap();
+}

@@ -42,6 +42,14 @@ pub struct Args {
     /// Time between HEARTBEAT events on scheduler streams
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     pub heartbeat_interval: Duration,
+    /// Principals and secrets (Mesos' credentials file: JSON or "principal
+    /// secret" lines); turns on HTTP basic authentication for the scheduler
+    /// and operator APIs
+    #[arg(long, value_name = "FILE")]
+    pub credentials: Option<PathBuf>,
+    /// Mesos ACLs (JSON) for reserve/unreserve/create/destroy
+    #[arg(long, value_name = "FILE")]
+    pub acls: Option<PathBuf>,
     /// Smallest offer: alternatives separated by |, e.g. "cpus:0.01|mem:32"
     #[arg(long, value_name = "RESOURCES")]
     pub min_allocatable_resources: Option<String>,
@@ -145,6 +153,13 @@ pub fn config(a: &Args) -> Result<MasterConfig, Failure> {
     c.heartbeat_interval = a.heartbeat_interval;
     c.allocator = allocator;
     c.roles = whitelist;
+    if let Some(path) = &a.credentials {
+        c.auth.credentials =
+            Some(master::auth::Credentials::load(path).map_err(|e| usage("--credentials", e))?);
+    }
+    if let Some(path) = &a.acls {
+        c.auth.acls = master::auth::Acls::load(path).map_err(|e| usage("--acls", e))?;
+    }
     c.flags = flags;
     Ok(c)
 }

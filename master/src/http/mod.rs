@@ -67,6 +67,8 @@ pub struct MasterConfig {
     pub allocator: AllocatorConfig,
     /// `--roles`: the only roles frameworks may use, when set.
     pub roles: Option<std::collections::BTreeSet<String>>,
+    /// Credentials (HTTP basic; off when `None`) and ACLs.
+    pub auth: crate::auth::Auth,
     /// The flags as given, for GET_FLAGS and /state.
     pub flags: Vec<(String, String)>,
 }
@@ -86,6 +88,7 @@ impl MasterConfig {
             max_agent_ping_timeouts: 5,
             allocator: AllocatorConfig::default(),
             roles: None,
+            auth: crate::auth::Auth::default(),
             flags: Vec::new(),
         }
     }
@@ -253,6 +256,7 @@ fn app(config: MasterConfig, local_addr: SocketAddr) -> Result<(Router, AppState
             agent_ping_interval: config.agent_ping_interval,
             max_agent_ping_timeouts: config.max_agent_ping_timeouts,
             roles: config.roles.clone(),
+            acls: config.auth.acls.clone(),
         },
         allocator,
         registry,
@@ -437,6 +441,23 @@ fn json_response(value: &Json) -> Response {
         value.to_string(),
     )
         .into_response()
+}
+
+/// The request's principal, or the 401 to answer (with the challenge
+/// Mesos sends). `Ok(None)` when authentication is off.
+fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<Option<String>, Response> {
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    shared.config.auth.principal(header).map_err(|d| {
+        let (crate::auth::Denied::Unauthenticated(m) | crate::auth::Denied::Forbidden(m)) = d;
+        let mut r = text(StatusCode::UNAUTHORIZED, m);
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"mesos\""),
+        );
+        r
+    })
 }
 
 fn refusal(r: Refusal) -> Response {

@@ -551,6 +551,15 @@ pub(super) async fn call(
         Some(Json::String(t)) => t.clone(),
         Some(_) => return text(StatusCode::BAD_REQUEST, "field 'type': expecting a string"),
     };
+    // Health and version stay open (load balancers, pymesos' probe).
+    let principal = if matches!(call_type.as_str(), "GET_HEALTH" | "GET_VERSION") {
+        None
+    } else {
+        match super::authenticate(&shared, &headers) {
+            Ok(p) => p,
+            Err(response) => return response,
+        }
+    };
     let mut core = shared.core();
     *core
         .counters
@@ -610,7 +619,7 @@ pub(super) async fn call(
                 Ok(x) => x,
                 Err(message) => return text(StatusCode::BAD_REQUEST, message),
             };
-            match core.operate(&agent_id, op, None) {
+            match core.operate(&agent_id, op, principal.as_deref()) {
                 Ok(()) => StatusCode::ACCEPTED.into_response(),
                 Err(r) => super::refusal(r),
             }
@@ -708,8 +717,13 @@ fn resource_op(
 pub(super) async fn legacy_operation(
     State(shared): State<AppState>,
     uri: axum::http::Uri,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let principal = match super::authenticate(&shared, &headers) {
+        Ok(p) => p,
+        Err(response) => return response,
+    };
     let form: BTreeMap<String, String> = match serde_urlencoded_form(&body) {
         Ok(f) => f,
         Err(e) => return text(StatusCode::BAD_REQUEST, e),
@@ -748,7 +762,7 @@ pub(super) async fn legacy_operation(
         Ok(x) => x,
         Err(message) => return text(StatusCode::BAD_REQUEST, message),
     };
-    match shared.core().operate(&agent_id, op, None) {
+    match shared.core().operate(&agent_id, op, principal.as_deref()) {
         Ok(()) => StatusCode::ACCEPTED.into_response(),
         Err(r) => super::refusal(r),
     }

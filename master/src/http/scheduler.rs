@@ -20,6 +20,10 @@ pub(super) async fn call(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let principal = match super::authenticate(&shared, &headers) {
+        Ok(p) => p,
+        Err(response) => return response,
+    };
     if let Err((status, message)) = check_content_type(&headers) {
         return text(status, message);
     }
@@ -48,6 +52,22 @@ pub(super) async fn call(
                 StatusCode::BAD_REQUEST,
                 "Expecting 'Mesos-Stream-Id' to be absent for SUBSCRIBE",
             );
+        }
+        if let Some(p) = &principal {
+            let claimed = call
+                .subscribe
+                .as_ref()
+                .and_then(|s| s.framework_info.principal.as_deref());
+            if claimed != Some(p.as_str()) {
+                return text(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "field 'subscribe.framework_info.principal': '{}' does not match the \
+                         authenticated principal '{p}'",
+                        claimed.unwrap_or("")
+                    ),
+                );
+            }
         }
         return subscribe(&shared, call);
     }
