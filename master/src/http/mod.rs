@@ -445,7 +445,7 @@ fn json_response(value: &Json) -> Response {
 
 /// The request's principal, or the 401 to answer (with the challenge
 /// Mesos sends). `Ok(None)` when authentication is off.
-fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<Option<String>, Response> {
+fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<Option<String>, Box<Response>> {
     let header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
@@ -456,7 +456,7 @@ fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<Option<String>, 
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Basic realm=\"mesos\""),
         );
-        r
+        Box::new(r)
     })
 }
 

@@ -557,7 +557,7 @@ pub(super) async fn call(
     } else {
         match super::authenticate(&shared, &headers) {
             Ok(p) => p,
-            Err(response) => return response,
+            Err(response) => return *response,
         }
     };
     let mut core = shared.core();
@@ -722,7 +722,7 @@ pub(super) async fn legacy_operation(
 ) -> Response {
     let principal = match super::authenticate(&shared, &headers) {
         Ok(p) => p,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let form: BTreeMap<String, String> = match serde_urlencoded_form(&body) {
         Ok(f) => f,

@@ -22,7 +22,7 @@ pub(super) async fn call(
 ) -> Response {
     let principal = match super::authenticate(&shared, &headers) {
         Ok(p) => p,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     if let Err((status, message)) = check_content_type(&headers) {
         return text(status, message);
