@@ -343,7 +343,21 @@ async fn reserve_create_use_restart_destroy_unreserve() {
     assert_eq!(state_json["reserved_resources"][ROLE]["cpus"], 1.0);
     assert_eq!(state_json["resources"]["disk"], 1024.0);
 
-    // Still offered after the restart (with the whole reservation), data
+    // SIGKILL the master and start it again: the agent re-registers with
+    // it, and its registry still has the reservation and the volume; a
+    // scheduler subscribing again is offered them.
+    c.restart_master();
+    c.agent.nth_line("re-registered with master", 2);
+    let mut fw = Framework::new(
+        c.subscribe_json(json!({
+            "user": "root", "name": "volumes-after-failover", "roles": [ROLE], "principal": "ops",
+            "checkpoint": true,
+            "capabilities": [{"type": "MULTI_ROLE"}, {"type": "RESERVATION_REFINEMENT"}],
+        }))
+        .await,
+    );
+
+    // Still offered after both restarts (with the whole reservation), data
     // intact.
     let (state, msg) = run_on_volume(&mut fw, "reader2", "cat data/file", |o| {
         o.resources

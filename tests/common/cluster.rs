@@ -150,6 +150,7 @@ pub struct Cluster {
     pub addr: String,
     pub work: tempfile::TempDir,
     agent_args: Vec<String>,
+    master_args: Vec<String>,
 }
 
 impl Cluster {
@@ -167,6 +168,12 @@ impl Cluster {
         margs.extend(extra_master.iter().map(|s| s.to_string()));
         let mut master = Daemon::spawn("master", &margs);
         let addr = listening(&master.line("listening on"));
+        // A restarted master comes back on the same port, where the agent
+        // looks for it.
+        let port = addr.rsplit(':').next().unwrap().to_string();
+        for a in margs.iter_mut().filter(|a| *a == "--port=0") {
+            *a = format!("--port={port}");
+        }
         let berth = Berth::new();
         let mut agent_args: Vec<String> = vec![
             "agent".into(),
@@ -186,6 +193,7 @@ impl Cluster {
             addr,
             work,
             agent_args,
+            master_args: margs,
         };
         c.agent.line("registered with master");
         c
@@ -200,6 +208,14 @@ impl Cluster {
             "the old agent still runs"
         );
         self.agent = Daemon::spawn("agent", &self.agent_args);
+    }
+
+    /// SIGKILLs the master and starts it again on the same work dir and
+    /// port; waits until it listens.
+    pub fn restart_master(&mut self) {
+        self.master.kill9();
+        self.master = Daemon::spawn("master", &self.master_args);
+        self.master.line("listening on");
     }
 
     pub fn master_addr(&self) -> MasterAddr {
