@@ -655,6 +655,8 @@ impl Campaign {
         let mut watch_client = self.client.clone();
         let mut last_seen = term;
         let mut watch = None;
+        // The first watch starts right after the key's creation.
+        let mut reopen = false;
         let mut keeper = None;
         // Renewals at TTL/3 leave two more chances before the deadline.
         let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + ttl / 3, ttl / 3);
@@ -667,16 +669,46 @@ impl Campaign {
                 );
             }
             if watch.is_none() {
+                let bound = self
+                    .request_timeout
+                    .min(deadline.saturating_duration_since(Instant::now()));
+                if reopen {
+                    // The watch broke (etcd restarted, or it was cancelled):
+                    // read the key again first. Changes while no watch ran
+                    // show up here, and watching from the fresh revision
+                    // cannot hit a compacted one (which would cancel the
+                    // watch again at once, over and over).
+                    let key = self.key.clone();
+                    if let Ok(Ok(resp)) =
+                        tokio::time::timeout(bound, watch_client.get(key, None)).await
+                    {
+                        match resp.kvs().first() {
+                            Some(kv) if kv.create_revision() == term => {
+                                last_seen = resp.header().map_or(last_seen, |h| h.revision());
+                            }
+                            Some(kv) => {
+                                return format!(
+                                    "the leader key was replaced at revision {}",
+                                    kv.create_revision()
+                                )
+                            }
+                            None => {
+                                return "the leader key was deleted (lease expired or revoked)"
+                                    .to_string()
+                            }
+                        }
+                    }
+                }
                 let options = WatchOptions::new().with_start_revision(last_seen + 1);
                 if let Ok(Ok(stream)) = tokio::time::timeout(
-                    self.request_timeout
-                        .min(deadline.saturating_duration_since(Instant::now())),
+                    bound,
                     watch_client.watch(self.key.as_str(), Some(options)),
                 )
                 .await
                 {
                     watch = Some(stream);
                 }
+                reopen = true;
             }
             let until_deadline = tokio::time::Instant::from_std(deadline);
             tokio::select! {
