@@ -483,6 +483,33 @@ fn process_and_linux_fields_are_honoured() {
     assert_eq!(lines[5], "1");
 }
 
+/// "tmpcopyup" (runc's and crun's extension; podman puts it on /tmp, /run
+/// and /var/tmp): the tmpfs starts with what the directory it covers held,
+/// and writes go to the tmpfs only.
+#[test]
+fn tmpfs_with_tmpcopyup_starts_with_the_covered_contents() {
+    require_root!();
+    let b = Berth::new();
+    let bundle = Bundle::new(&b, |c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/etc", "type": "tmpfs", "source": "tmpfs",
+            "options": ["nosuid", "nodev", "tmpcopyup"]}));
+        c["process"]["args"] = sh(
+            "grep -c root /etc/passwd; stat -c %a /etc/passwd; echo x > /etc/new && echo wrote; \
+             grep /etc /proc/mounts | cut -d' ' -f3",
+        );
+    });
+    let r = berth(&b, &["run", "--bundle", bundle.path(), "cu"]);
+    assert_eq!(r.code, 0, "{}", r.err);
+    let mode = std::fs::metadata(busybox_rootfs().join("etc/passwd")).unwrap();
+    let mode = format!(
+        "{:o}",
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o7777
+    );
+    assert_eq!(r.out, format!("1\n{mode}\nwrote\ntmpfs\n"));
+    assert!(!busybox_rootfs().join("etc/new").exists());
+}
+
 #[test]
 fn fields_berth_cannot_honour_are_errors_naming_them() {
     require_root!();

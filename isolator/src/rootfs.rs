@@ -225,6 +225,10 @@ pub struct MountOptions {
     pub data: Vec<String>,
     pub bind: bool,
     pub recursive: bool,
+    /// "tmpcopyup" (runc's and crun's extension, which podman sets on its
+    /// tmpfs mounts): the new tmpfs starts with a copy of what the
+    /// directory it covers held.
+    pub tmpcopyup: bool,
 }
 
 /// Parses OCI/fstab-style mount options ("ro", "nosuid", "rbind",
@@ -238,6 +242,7 @@ pub fn parse_options(options: &[String]) -> MountOptions {
         data: Vec::new(),
         bind: false,
         recursive: false,
+        tmpcopyup: false,
     };
     for opt in options {
         let (set, clear) = match opt.as_str() {
@@ -270,6 +275,10 @@ pub fn parse_options(options: &[String]) -> MountOptions {
             "rbind" => {
                 o.bind = true;
                 o.recursive = true;
+                continue;
+            }
+            "tmpcopyup" => {
+                o.tmpcopyup = true;
                 continue;
             }
             "private" | "rprivate" | "slave" | "rslave" | "shared" | "rshared" | "unbindable"
@@ -402,6 +411,19 @@ fn mount_one(m: &Mount, ctx: &MountContext) -> Result<()> {
                 ),
             };
         create_mount_point(&dest, true)?;
+        if options.tmpcopyup && fstype != "tmpfs" {
+            return Err(RootfsError::InvalidMount {
+                destination: dest_rel.clone(),
+                reason: format!("tmpcopyup is only valid on tmpfs mounts, not {fstype}"),
+            });
+        }
+        // Held across the mount: it still reaches the covered directory,
+        // whose contents tmpcopyup copies into the new tmpfs.
+        let covered = if options.tmpcopyup {
+            Some(io("opening", &dest, fs::File::open(&dest))?)
+        } else {
+            None
+        };
         let mut r = mount(
             Some(source.as_str()),
             &dest,
@@ -444,6 +466,13 @@ fn mount_one(m: &Mount, ctx: &MountContext) -> Result<()> {
                 })
             }
         }
+        if let Some(covered) = covered {
+            use std::os::fd::AsRawFd;
+            // The fd's /proc link resolves to the directory under the
+            // mount, not to the tmpfs now on top of it.
+            let from = PathBuf::from(format!("/proc/self/fd/{}", covered.as_raw_fd()));
+            copy_tree(&from, &dest)?;
+        }
     }
     if !options.propagation.is_empty() {
         sys(
@@ -457,6 +486,45 @@ fn mount_one(m: &Mount, ctx: &MountContext) -> Result<()> {
                 None::<&str>,
             ),
         )?;
+    }
+    Ok(())
+}
+
+/// Copies a directory's contents (files, directories, symlinks, device
+/// nodes and fifos, with their modes and owners) into `to`, which exists.
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    use std::os::unix::fs::{lchown, FileTypeExt, MetadataExt};
+    for entry in io("reading", from, fs::read_dir(from))? {
+        let entry = io("reading", from, entry)?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let md = io("stat of", &src, fs::symlink_metadata(&src))?;
+        let ft = md.file_type();
+        if ft.is_dir() {
+            io("creating", &dst, fs::create_dir(&dst))?;
+            copy_tree(&src, &dst)?;
+        } else if ft.is_symlink() {
+            let target = io("reading link", &src, fs::read_link(&src))?;
+            io("creating symlink", &dst, symlink(target, &dst))?;
+        } else if ft.is_file() {
+            io("copying to", &dst, fs::copy(&src, &dst))?;
+        } else if ft.is_block_device() || ft.is_char_device() || ft.is_fifo() || ft.is_socket() {
+            let kind = SFlag::from_bits_truncate(md.mode() & libc::S_IFMT);
+            let perm = Mode::from_bits_truncate(md.mode() & 0o7777);
+            sys("creating node", &dst, mknod(&dst, kind, perm, md.rdev()))?;
+        }
+        io(
+            "chown of",
+            &dst,
+            lchown(&dst, Some(md.uid()), Some(md.gid())),
+        )?;
+        if !ft.is_symlink() {
+            // After chown, which clears setuid/setgid bits.
+            io(
+                "chmod of",
+                &dst,
+                fs::set_permissions(&dst, fs::Permissions::from_mode(md.mode() & 0o7777)),
+            )?;
+        }
     }
     Ok(())
 }
@@ -786,6 +854,8 @@ mod tests {
         assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_RDONLY);
         assert_eq!(o.data, vec!["mode=755", "size=65536k"]);
         assert!(!o.bind);
+        let o = parse_options(&["tmpcopyup".into(), "nodev".into()]);
+        assert!(o.tmpcopyup && o.data.is_empty());
     }
 
     #[test]

@@ -424,6 +424,25 @@ struct Planned {
     filter: SeccompFilter,
 }
 
+/// Whether any Linux architecture has a syscall of this name.
+fn exists_on_some_arch(name: &str) -> bool {
+    use syscalls::{aarch64, arm, mips, mips64, powerpc, powerpc64, riscv32, riscv64, s390x};
+    use syscalls::{sparc, sparc64, x86, x86_64};
+    x86_64::Sysno::from_str(name).is_ok()
+        || x86::Sysno::from_str(name).is_ok()
+        || aarch64::Sysno::from_str(name).is_ok()
+        || arm::Sysno::from_str(name).is_ok()
+        || mips::Sysno::from_str(name).is_ok()
+        || mips64::Sysno::from_str(name).is_ok()
+        || powerpc::Sysno::from_str(name).is_ok()
+        || powerpc64::Sysno::from_str(name).is_ok()
+        || riscv32::Sysno::from_str(name).is_ok()
+        || riscv64::Sysno::from_str(name).is_ok()
+        || s390x::Sysno::from_str(name).is_ok()
+        || sparc::Sysno::from_str(name).is_ok()
+        || sparc64::Sysno::from_str(name).is_ok()
+}
+
 /// Compiles an OCI `linux.seccomp` section for the native architecture. See the module docs
 /// for how per-rule actions become a stack of filters.
 pub fn compile(profile: &LinuxSeccomp) -> Result<CompiledSeccomp, SeccompError> {
@@ -454,10 +473,19 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<CompiledSeccomp, SeccompError> 
         // is reported the same way whatever the default action is.
         let mut resolved = Vec::with_capacity(entry.names().len());
         for name in entry.names() {
-            let sysno = Sysno::from_str(name).map_err(|()| SeccompError::UnknownSyscall {
-                name: name.clone(),
-                arch: native.name,
-            })?;
+            let Ok(sysno) = Sysno::from_str(name) else {
+                // Engines ship one profile for every architecture (podman's
+                // lists bdflush, absent on x86_64); a syscall this kernel
+                // does not have cannot be made, so its rule holds trivially.
+                // runc skips these too. A name no architecture has is a typo.
+                if exists_on_some_arch(name) {
+                    continue;
+                }
+                return Err(SeccompError::UnknownSyscall {
+                    name: name.clone(),
+                    arch: native.name,
+                });
+            };
             resolved.push((i64::from(sysno.id()), rule_for(name, entry)?));
         }
         if action == default {
@@ -850,6 +878,21 @@ mod tests {
             compile(&p),
             Err(SeccompError::UnknownSyscall { .. })
         ));
+    }
+
+    #[test]
+    fn syscalls_of_other_architectures_are_skipped() {
+        // bdflush is on i386 and arm but not x86_64 or aarch64; podman's
+        // default profile lists it.
+        let p = profile(
+            LinuxSeccompAction::ScmpActErrno,
+            vec![entry(
+                &["bdflush", "getpid"],
+                LinuxSeccompAction::ScmpActAllow,
+                None,
+            )],
+        );
+        compile(&p).unwrap();
     }
 
     #[test]
