@@ -501,19 +501,6 @@ fn bad_flags_are_usage_errors_naming_the_flag() {
     }
 }
 
-/// The pymesos venv made by tests/py/setup-pymesos.sh (CI runs it).
-fn pymesos_python() -> Option<PathBuf> {
-    let dir = std::env::var_os("BERTH_PYMESOS_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/py"));
-    let python = dir.join("bin/python3");
-    let ok = Command::new(&python)
-        .args(["-c", "import pymesos"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    ok.then_some(python)
-}
-
 #[test]
 fn pymesos_scheduler_runs_tasks_and_reconciles() {
     require_root!();

@@ -20,10 +20,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::cluster::{Cluster, Framework, WAIT};
-use common::wait_until;
+use common::cluster::{walk, Cluster, Framework, WAIT};
+use common::{output_within, pymesos_python, stderr, stdout, wait_until};
 use masterlink::resources::{Resource, ResourceValue};
 use masterlink::scheduler::{Filters, Offer, Operation, Reason, TaskInfo, TaskState};
 use serde_json::{json, Value as Json};
@@ -414,4 +415,51 @@ async fn reserve_create_use_restart_destroy_unreserve() {
         assert!(Instant::now() < deadline, "still reserved: {s}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The same flow from the Python client Mesos users have: pymesos reserves,
+/// creates a volume and launches a writer in one ACCEPT, a reader reads the
+/// data back, then it destroys and unreserves.
+#[test]
+fn pymesos_reserves_creates_uses_and_destroys_a_volume() {
+    if !can_run() {
+        return;
+    }
+    let Some(python) = pymesos_python() else {
+        eprintln!("skipped: pymesos is not installed (bash tests/py/setup-pymesos.sh; CI runs it)");
+        return;
+    };
+    let root = VolumeRoot::new();
+    let c = Cluster::start(
+        RESOURCES,
+        &[],
+        &[&format!("--volume-root={}", root.path().display())],
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/py/pymesos_volumes.py");
+    let mut cmd = Command::new(python);
+    cmd.arg(&script).arg("--master").arg(&c.addr);
+    let out = output_within(cmd, 120);
+    let stdout = stdout(&out);
+    assert!(
+        out.status.success(),
+        "pymesos_volumes failed: {stdout}\n{}",
+        stderr(&out)
+    );
+    assert!(
+        stdout.contains("\"offered_back_unreserved\": true"),
+        "{stdout}"
+    );
+    let read = walk(&c.agent_work())
+        .into_iter()
+        .find(|p| p.ends_with("stdout") && p.to_string_lossy().contains("/executors/reader-"))
+        .expect("the reader's sandbox");
+    assert_eq!(
+        std::fs::read_to_string(read).unwrap(),
+        "written-by-pymesos\n"
+    );
+    assert!(
+        wait_until(30, || root.volumes().is_empty()),
+        "the volume is still in the agent's store: {:?}",
+        root.volumes()
+    );
 }

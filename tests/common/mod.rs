@@ -303,3 +303,16 @@ pub fn cgroup_dirs(inspect: &serde_json::Value) -> Vec<PathBuf> {
         })
         .unwrap_or_default()
 }
+
+/// The pymesos venv made by tests/py/setup-pymesos.sh (CI runs it).
+pub fn pymesos_python() -> Option<PathBuf> {
+    let dir = std::env::var_os("BERTH_PYMESOS_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/py"));
+    let python = dir.join("bin/python3");
+    let ok = Command::new(&python)
+        .args(["-c", "import pymesos"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    ok.then_some(python)
+}
