@@ -6,7 +6,8 @@
 //! A framework reserves cpus, mem and disk, creates a volume and launches a
 //! task that writes to it in one ACCEPT; a second task reads the data back;
 //! writing past the volume's size fails with ENOSPC inside a task;
-//! GROW_VOLUME grows it in place (data kept, the new size usable); the agent
+//! GROW_VOLUME grows it in place (data kept, the new size usable) and
+//! SHRINK_VOLUME shrinks it (unmounted, data kept); the agent
 //! is killed (SIGKILL) and started again with the same work dir, and the
 //! volume, its data and the reservation are still there and offered; DESTROY
 //! then UNRESERVE give everything back to "*" and the volume is gone from the
@@ -324,6 +325,40 @@ async fn reserve_create_use_restart_destroy_unreserve() {
     assert_eq!(state, TaskState::Finished, "grown: {msg}");
     assert_eq!(
         sandbox_file(&c.agent_work(), "grown", "stdout"),
+        "persisted\n"
+    );
+
+    // SHRINK_VOLUME: the agent shrinks the image unmounted (ext4 cannot
+    // shrink online) and mounts it again; the data stays.
+    let offer = offer_where(&mut fw, "the volume to shrink", |o| {
+        offered_volume(o)
+            .is_some_and(|v| matches!(v.value, ResourceValue::Scalar(s) if s.value() == 24.0))
+    })
+    .await;
+    let vol = serde_json::to_value(offered_volume(&offer).unwrap()).unwrap();
+    accept(
+        &fw,
+        &offer,
+        vec![op(json!({"type": "SHRINK_VOLUME", "shrink_volume": {
+            "volume": vol, "subtract": {"value": 4}}}))],
+    )
+    .await;
+    assert!(
+        wait_until(30, || root
+            .volumes()
+            .first()
+            .is_some_and(|v| v.size_bytes == 20 << 20)),
+        "the volume did not shrink: {:?}",
+        root.volumes()
+    );
+    let (state, msg) = run_on_volume(&mut fw, "shrunk", "cat data/file", |o| {
+        offered_volume(o)
+            .is_some_and(|v| matches!(v.value, ResourceValue::Scalar(s) if s.value() == 20.0))
+    })
+    .await;
+    assert_eq!(state, TaskState::Finished, "shrunk: {msg}");
+    assert_eq!(
+        sandbox_file(&c.agent_work(), "shrunk", "stdout"),
         "persisted\n"
     );
 

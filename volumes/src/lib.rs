@@ -97,14 +97,6 @@ pub enum VolumeError {
         requested: String,
         used: String,
     },
-    #[error(
-        "cannot shrink volume \"{key}\" from {current} to {requested}: loop-image volumes can only grow"
-    )]
-    ShrinkUnsupported {
-        key: String,
-        current: String,
-        requested: String,
-    },
     #[error("backend {backend} is not available for the store at {}: {reason}", root.display())]
     BackendUnavailable {
         backend: BackendChoice,

@@ -849,6 +849,48 @@ impl VolumeStore {
         mounted.map(drop)
     }
 
+    /// Shrinks a loop volume to `new_size` while unmounted (ext4 cannot
+    /// shrink online): only when nothing else uses the filesystem; the
+    /// volume is mounted again whatever happens.
+    fn shrink_offline(&self, dir: &Path, rec: &Record, new_size: u64) -> Result<(), VolumeError> {
+        let key = &rec.volume.key;
+        let image = dir.join(IMAGE);
+        umount_bounded(key, &dir.join(DATA))?;
+        let mut detached = false;
+        for _ in 0..50 {
+            if sys::loops_backed_by(&image).is_empty() {
+                detached = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let blocks = new_size / 4096 * 4096;
+        let res = if detached {
+            let image_s = image.to_string_lossy().into_owned();
+            run_tool_ok("e2fsck", &["-f", "-p", &image_s], &[0, 1])
+                .and_then(|()| run_tool("resize2fs", &[&image_s, &format!("{}K", blocks / 1024)]))
+                .and_then(|()| {
+                    let f = OpenOptions::new()
+                        .write(true)
+                        .open(&image)
+                        .map_err(|e| VolumeError::io("open image", &image, e))?;
+                    f.set_len(blocks)
+                        .map_err(|e| VolumeError::io("shrink image", &image, e))?;
+                    f.sync_all()
+                        .map_err(|e| VolumeError::io("fsync", &image, e))
+                })
+        } else {
+            Err(VolumeError::Busy {
+                key: key.to_string(),
+                reason: "its filesystem is still in use elsewhere; it can only shrink unmounted"
+                    .into(),
+            })
+        };
+        let mounted = self.ensure_mounted(dir, rec);
+        res?;
+        mounted.map(drop)
+    }
+
     /// Removes whatever the backend set up and the volume directory. Idempotent.
     fn teardown(&self, dir: &Path, rec: &Record) -> Result<(), VolumeError> {
         let data = dir.join(DATA);
@@ -967,8 +1009,8 @@ impl VolumeStore {
         Ok(out)
     }
 
-    /// Changes the size. Growing always works; shrinking only down to the usage, and
-    /// loop-image volumes cannot shrink at all.
+    /// Changes the size. Growing always works; shrinking only down to the usage
+    /// (loop-image volumes shrink unmounted, so only when nothing uses them).
     pub fn resize(&self, key: &VolumeKey, new_size: u64) -> Result<Volume, VolumeError> {
         key.validate()?;
         if new_size < MIN_SIZE {
@@ -1018,11 +1060,14 @@ impl VolumeStore {
             }
             Enforcement::LoopImage { .. } => {
                 if new_size < v.size_bytes {
-                    return Err(VolumeError::ShrinkUnsupported {
-                        key: key.to_string(),
-                        current: format_size(v.size_bytes),
-                        requested: format_size(new_size),
-                    });
+                    check_usage(self.usage(&dir, &v))?;
+                    // ext4 shrinks only offline: unmount, check, shrink the
+                    // filesystem, then the image. The volume's usage was
+                    // checked against the new size above.
+                    self.shrink_offline(&dir, &rec, new_size)?;
+                    rec.volume.size_bytes = new_size;
+                    self.write_record(&dir, &rec)?;
+                    return Ok(self.live(&dir, rec));
                 }
                 let device = self.ensure_mounted(&dir, &rec)?;
                 let image = dir.join(IMAGE);

@@ -225,12 +225,9 @@ fn loop_image_backend() {
     let used = store.get(&name("img")).unwrap().usage_bytes.unwrap();
     assert!(used > 12 * MIB && used <= 16 * MIB, "usage {used}");
 
-    // Loop images only grow.
+    // Not below the usage.
     let e = store.resize(&name("img"), 8 * MIB).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "cannot shrink volume \"img\" from 16 MiB to 8 MiB: loop-image volumes can only grow"
-    );
+    assert!(matches!(e, VolumeError::ShrinkBelowUsage { .. }), "{e}");
     let grown = store.resize(&name("img"), 48 * MIB).unwrap();
     assert_eq!(grown.size_bytes, 48 * MIB);
     let st = nix::sys::statvfs::statvfs(&v.path).unwrap();
@@ -253,6 +250,31 @@ fn loop_image_backend() {
     assert_eq!(mounts_under(&v.path), vec![v.path.clone()]);
     assert!(v.path.join("more").exists());
     assert_eq!(store.get(&name("img")).unwrap().size_bytes, 48 * MIB);
+
+    // Shrinking (offline: unmounted, checked, resized, mounted again) keeps
+    // the data and enforces the smaller size. Below what the filesystem
+    // itself needs, resize2fs refuses and the volume stays as it was.
+    std::fs::remove_file(v.path.join("more")).unwrap();
+    let e = store.resize(&name("img"), 17 * MIB).unwrap_err();
+    assert!(e.to_string().contains("minimum"), "{e}");
+    assert_eq!(mounts_under(&v.path), vec![v.path.clone()]);
+    assert_eq!(store.get(&name("img")).unwrap().size_bytes, 48 * MIB);
+    let shrunk = store.resize(&name("img"), 32 * MIB).unwrap();
+    assert_eq!(shrunk.size_bytes, 32 * MIB);
+    assert_eq!(mounts_under(&v.path), vec![v.path.clone()]);
+    let st = nix::sys::statvfs::statvfs(&v.path).unwrap();
+    let total = st.blocks() as u64 * st.fragment_size() as u64;
+    assert!(
+        total <= 32 * MIB && total > 24 * MIB,
+        "filesystem size after shrink: {total}"
+    );
+    let image = std::fs::metadata(root.join("volumes/n-img/image.ext4"))
+        .unwrap()
+        .len();
+    assert_eq!(image, 32 * MIB);
+    let (_, err3) = fill(&v.path.join("again"), 24 * MIB);
+    assert_eq!(err3.map(|e| e.raw_os_error()), Some(Some(libc::ENOSPC)));
+    std::fs::remove_file(v.path.join("again")).unwrap();
 
     // Destroy: unmounted, loop device gone (autoclear), files removed.
     store.destroy(&name("img")).unwrap();
