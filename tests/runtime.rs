@@ -725,3 +725,154 @@ fn exec_in_runcs_forms() {
     );
     assert_eq!(berth(&b, &["delete", "-f", "e"]).code, 0);
 }
+
+/// The container's processes as seen from the host: their `State:` letters.
+fn proc_states(pid: i64) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("State:"))
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
+/// pause/resume freeze and thaw the container (state says "paused"; the
+/// counter it writes stops moving); wrong states are runc's errors; a
+/// paused container can be deleted with --force.
+#[test]
+fn pause_and_resume_through_the_freezer() {
+    require_root!();
+    let b = Berth::new();
+    let bundle = Bundle::new(&b, |c| {
+        c["root"]["readonly"] = json!(false);
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid"]}));
+        c["process"]["args"] =
+            sh("i=0; while true; do i=$((i+1)); echo $i > /tmp/n; sleep 0.05; done");
+    });
+    assert_eq!(
+        berth(&b, &["run", "-d", "--bundle", bundle.path(), "p"]).code,
+        0
+    );
+    let r = berth(&b, &["resume", "p"]);
+    assert_eq!(r.code, 1);
+    assert!(r.err.contains("not paused"), "{}", r.err);
+    let r = berth(&b, &["pause", "p"]);
+    assert_eq!(r.code, 0, "{}", r.err);
+    let s = state(&b, "p");
+    assert_eq!(s["status"], "paused");
+    let pid = s["pid"].as_i64().unwrap();
+    let counter = || std::fs::read_to_string(format!("/proc/{pid}/root/tmp/n")).unwrap_or_default();
+    let before = counter();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert_eq!(counter(), before, "the counter moved while paused");
+    assert!(proc_states(pid).starts_with('D') || proc_states(pid).starts_with('S'));
+    let r = berth(&b, &["list", "--format", "json"]);
+    let l: Value = serde_json::from_str(&r.out).unwrap();
+    assert_eq!(l[0]["status"], "paused", "{}", r.out);
+    let r = berth(&b, &["pause", "p"]);
+    assert_eq!(r.code, 1);
+    assert!(r.err.contains("not running"), "{}", r.err);
+
+    assert_eq!(berth(&b, &["resume", "p"]).code, 0);
+    assert_eq!(state(&b, "p")["status"], "running");
+    assert!(
+        wait_until(5, || counter() != before),
+        "still frozen after resume"
+    );
+
+    // Paused, then force-deleted: the frozen processes still die.
+    assert_eq!(berth(&b, &["pause", "p"]).code, 0);
+    let r = berth(&b, &["delete", "--force", "p"]);
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert!(wait_until(5, || !Path::new(&format!("/proc/{pid}")).exists()));
+    assert_eq!(berth(&b, &["state", "p"]).code, 1);
+}
+
+/// update changes the cgroup's limits (flags and -r FILE; fields left out
+/// keep their values) and records them; events --stats reports them in
+/// runc's JSON; events without --stats streams until the container stops.
+#[test]
+fn update_and_events() {
+    require_root!();
+    let b = Berth::new();
+    let bundle = Bundle::new(&b, |c| {
+        c["linux"]["resources"] = json!({"pids": {"limit": 100}, "memory": {"limit": 268435456}});
+        c["process"]["args"] = json!(["sleep", "60"]);
+    });
+    assert_eq!(
+        berth(&b, &["run", "-d", "--bundle", bundle.path(), "u"]).code,
+        0
+    );
+    let stats = |b: &Berth| -> Value {
+        let r = berth(b, &["events", "--stats", "u"]);
+        assert_eq!(r.code, 0, "{}", r.err);
+        serde_json::from_str(&r.out).unwrap()
+    };
+    let e = stats(&b);
+    assert_eq!(e["type"], "stats");
+    assert_eq!(e["id"], "u");
+    assert_eq!(e["data"]["pids"]["limit"], 100);
+    assert_eq!(e["data"]["memory"]["usage"]["limit"], 268435456);
+    assert!(e["data"]["pids"]["current"].as_u64().unwrap() >= 1);
+    assert!(e["data"]["cpu"]["usage"]["total"].as_u64().is_some());
+
+    let r = berth(
+        &b,
+        &["update", "--memory", "64m", "--pids-limit", "20", "u"],
+    );
+    assert_eq!(r.code, 0, "{}", r.err);
+    let e = stats(&b);
+    assert_eq!(e["data"]["pids"]["limit"], 20);
+    assert_eq!(e["data"]["memory"]["usage"]["limit"], 64 << 20);
+
+    let file = bundle.dir.path().join("res.json");
+    std::fs::write(&file, r#"{"pids": {"limit": 30}}"#).unwrap();
+    let r = berth(&b, &["update", "-r", file.to_str().unwrap(), "u"]);
+    assert_eq!(r.code, 0, "{}", r.err);
+    let e = stats(&b);
+    assert_eq!(e["data"]["pids"]["limit"], 30);
+    assert_eq!(
+        e["data"]["memory"]["usage"]["limit"],
+        64 << 20,
+        "memory kept"
+    );
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(b.root.path().join("u/bundle/config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["linux"]["resources"]["pids"]["limit"], 30);
+    assert_eq!(config["linux"]["resources"]["memory"]["limit"], 64 << 20);
+
+    let r = berth(&b, &["update", "--memory", "lots", "u"]);
+    assert_eq!(r.code, 1);
+    assert!(r.err.contains("--memory"), "{}", r.err);
+
+    // The stream: events every interval until the container is gone.
+    let mut child = Command::new(common::berth_bin())
+        .arg("--root")
+        .arg(b.root.path())
+        .args(["events", "--interval", "100ms", "u"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(450));
+    assert_eq!(berth(&b, &["kill", "u", "KILL"]).code, 0);
+    assert!(
+        wait_until(10, || child.try_wait().unwrap().is_some()),
+        "events did not end"
+    );
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    let n = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["type"] == "stats")
+        .count();
+    assert!(n >= 2, "{out}");
+    let r = berth(&b, &["update", "--pids-limit", "5", "u"]);
+    assert_eq!(r.code, 1, "update of a stopped container");
+    let r = berth(&b, &["events", "--stats", "u"]);
+    assert_eq!(r.code, 1, "stats of a stopped container");
+}

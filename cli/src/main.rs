@@ -71,6 +71,14 @@ enum Command {
     Delete(commands::runtime::delete::Args),
     /// runc: list containers
     List(commands::runtime::list::Args),
+    /// runc: freeze every process of a container
+    Pause(commands::runtime::pause::Args),
+    /// runc: thaw a paused container
+    Resume(commands::runtime::pause::Args),
+    /// runc: print a container's stats (and OOM events) as JSON lines
+    Events(commands::runtime::events::Args),
+    /// runc: change a container's resource limits
+    Update(commands::runtime::update::Args),
     /// runc: print the runtime-spec features document
     Features,
     /// runc: write a default config.json
@@ -182,6 +190,10 @@ fn main() -> ExitCode {
             Command::State(a) => commands::runtime::state::run(&l, a),
             Command::Delete(a) => commands::runtime::delete::run(&l, a),
             Command::List(a) => commands::runtime::list::run(&l, a),
+            Command::Pause(a) => commands::runtime::pause::pause(&l, a),
+            Command::Resume(a) => commands::runtime::pause::resume(&l, a),
+            Command::Events(a) => commands::runtime::events::run(&l, a),
+            Command::Update(a) => commands::runtime::update::run(&l, a),
             Command::Master(_)
             | Command::Agent(_)
             | Command::Up(_)

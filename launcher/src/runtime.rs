@@ -12,9 +12,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use isolator::cgroups::{Cgroup, Stats};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{LinuxResources, Spec};
 use serde::{Deserialize, Serialize};
 
 use crate::container::{new_state, rootfs_of, CreateOptions, Created, Launcher};
@@ -158,8 +159,90 @@ impl Launcher {
         }
         let dir = self.root.container(id);
         let st = dir.read_state()?;
-        let status = self.status_of(&dir, &st);
+        let mut status = self.status_of(&dir, &st);
+        // A frozen cgroup is runc's "paused"; only these verbs say so.
+        if status == Status::Running {
+            if let Some(cg) = &st.cgroup {
+                if cg.is_frozen()? {
+                    status = Status::Paused;
+                }
+            }
+        }
         Ok((dir, st, status))
+    }
+
+    /// `pause`: freezes every process of a running container (runc's
+    /// error for any other status).
+    pub fn pause_runtime(&self, id: &str) -> Result<()> {
+        let (_, st, status) = self.load_exact(id)?;
+        if status != Status::Running {
+            return Err(Error::WrongState {
+                id: id.to_string(),
+                status,
+                hint: "container not running".into(),
+            });
+        }
+        Ok(Self::cgroup_of(id, &st)?.freeze()?)
+    }
+
+    /// `resume`: thaws a paused container.
+    pub fn resume_runtime(&self, id: &str) -> Result<()> {
+        let (_, st, status) = self.load_exact(id)?;
+        if status != Status::Paused {
+            return Err(Error::WrongState {
+                id: id.to_string(),
+                status,
+                hint: "container not paused".into(),
+            });
+        }
+        Ok(Self::cgroup_of(id, &st)?.thaw()?)
+    }
+
+    /// `update`: applies new resource limits to a created, running or
+    /// paused container's cgroup and records them in its config.json, so
+    /// `state`/`inspect` and later updates see them. A limit that cannot be
+    /// applied is an error naming it; nothing is recorded then.
+    pub fn update_runtime(&self, id: &str, res: &LinuxResources) -> Result<()> {
+        let (dir, st, status) = self.load_exact(id)?;
+        if matches!(status, Status::Stopped | Status::Creating) {
+            return Err(Error::WrongState {
+                id: id.to_string(),
+                status,
+                hint: "container not running".into(),
+            });
+        }
+        let cg = Self::cgroup_of(id, &st)?;
+        let unapplied = cg.apply(res)?;
+        if !unapplied.is_empty() {
+            let list: Vec<String> = unapplied.iter().map(|u| u.to_string()).collect();
+            return Err(Error::invalid("linux.resources", list.join("; ")));
+        }
+        let mut spec = Spec::load(dir.config()).map_err(|e| Error::Spec(e.to_string()))?;
+        let mut linux = spec.linux().clone().unwrap_or_default();
+        let merged = merge_resources(linux.resources().as_ref(), res)?;
+        linux.set_resources(Some(merged));
+        spec.set_linux(Some(linux));
+        spec.save(dir.config())
+            .map_err(|e| Error::Spec(format!("writing {}: {e}", dir.config().display())))
+    }
+
+    /// `events --stats`: the container's live usage and limits.
+    pub fn stats_runtime(&self, id: &str) -> Result<(Status, Stats)> {
+        let (_, st, status) = self.load_exact(id)?;
+        if status == Status::Stopped {
+            return Err(Error::WrongState {
+                id: id.to_string(),
+                status,
+                hint: "container not running".into(),
+            });
+        }
+        Ok((status, Self::cgroup_of(id, &st)?.stats()?))
+    }
+
+    fn cgroup_of<'a>(id: &str, st: &'a ContainerState) -> Result<&'a Cgroup> {
+        st.cgroup
+            .as_ref()
+            .ok_or_else(|| Error::Reported(format!("container {id} has no cgroup of its own")))
     }
 
     /// `start`: lets init run the user's program, then runs the poststart
@@ -228,6 +311,13 @@ impl Launcher {
             });
         }
         let spec = Spec::load(dir.config()).ok();
+        if status == Status::Paused {
+            // Frozen processes take their SIGKILL only once thawed.
+            if let Some(cg) = &st.cgroup {
+                cg.kill_all()?;
+                cg.thaw()?;
+            }
+        }
         self.remove(id, true)?;
         let state = OciState::of(&st, Status::Stopped).to_json();
         Ok(hooks::run_phase_all(
@@ -239,6 +329,28 @@ impl Launcher {
         .map(|e| e.to_string())
         .collect())
     }
+}
+
+/// `old` with every field `new` sets replaced (runc's update semantics:
+/// what the request leaves out keeps its value).
+fn merge_resources(old: Option<&LinuxResources>, new: &LinuxResources) -> Result<LinuxResources> {
+    fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
+        match (into, from) {
+            (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+                for (k, v) in b {
+                    if v.is_null() {
+                        continue;
+                    }
+                    merge(a.entry(k).or_insert(serde_json::Value::Null), v);
+                }
+            }
+            (slot, v) => *slot = v,
+        }
+    }
+    let json = |e: serde_json::Error| Error::Spec(format!("linux.resources: {e}"));
+    let mut base = serde_json::to_value(old.cloned().unwrap_or_default()).map_err(json)?;
+    merge(&mut base, serde_json::to_value(new).map_err(json)?);
+    serde_json::from_value(base).map_err(json)
 }
 
 /// Every cgroup Berth creates sits under the creating process's own cgroup:

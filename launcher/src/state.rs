@@ -34,6 +34,9 @@ pub enum Status {
     Creating,
     Created,
     Running,
+    /// runc's status for a frozen container (`pause`); only the runtime
+    /// verbs report it, everything else sees such a container as running.
+    Paused,
     Stopped,
 }
 
@@ -43,6 +46,7 @@ impl std::fmt::Display for Status {
             Status::Creating => "creating",
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         })
     }

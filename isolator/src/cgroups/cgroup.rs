@@ -544,6 +544,25 @@ impl Cgroup {
         }
     }
 
+    /// Whether the cgroup is frozen (or being frozen): the unified dir's
+    /// `cgroup.freeze` is 1 where it exists (what `freeze` writes first),
+    /// else the v1 `freezer.state` is not THAWED.
+    pub fn is_frozen(&self) -> Result<bool, CgroupError> {
+        if let Some(u) = &self.unified {
+            let f = u.dir.join("cgroup.freeze");
+            if let Some(v) = fsutil::read_opt(&f)? {
+                return Ok(v.trim() == "1");
+            }
+        }
+        match self.v1_dir("freezer") {
+            Some(dir) => {
+                Ok(fsutil::read_opt(&dir.join("freezer.state"))?
+                    .is_some_and(|s| s.trim() != "THAWED"))
+            }
+            None => Ok(false),
+        }
+    }
+
     /// Thaws the cgroup: `cgroup.freeze` = 0 in the unified dir and
     /// `freezer.state` = THAWED in the v1 freezer, whichever exist.
     pub fn thaw(&self) -> Result<(), CgroupError> {

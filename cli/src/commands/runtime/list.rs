@@ -1,6 +1,7 @@
 //! `berth list [--format table|json] [-q]`: every container, as runc lists.
 
 use launcher::runtime::OciState;
+use launcher::state::Status;
 use launcher::Launcher;
 
 use super::fail;
@@ -27,7 +28,14 @@ pub fn run(l: &Launcher, a: Args) -> CmdResult {
     }
     let docs: Vec<RuncState> = all
         .iter()
-        .map(|(_, st, status)| RuncState::new(l, OciState::of(st, *status), st))
+        .map(|(_, st, status)| {
+            // list() does not look at freezers; load_exact says "paused".
+            let status = match status {
+                Status::Running => l.load_exact(&st.id).map_or(*status, |(_, _, s)| s),
+                s => *s,
+            };
+            RuncState::new(l, OciState::of(st, status), st)
+        })
         .collect();
     if a.format == "json" {
         println!(

@@ -1,19 +1,22 @@
-//! runc's command line: `berth create|start|run|state|delete|list|features|
-//! spec` here, and runc's forms of `kill`, `ps` and `exec` folded into the
-//! existing verbs. Engines (podman's conmon, containerd's shim) drive these
+//! runc's command line: `berth create|start|run|state|delete|list|pause|
+//! resume|events|update|features|spec` here, and runc's forms of `kill`,
+//! `ps` and `exec` folded into the existing verbs. Engines (podman's conmon, containerd's shim) drive these
 //! with exact container ids, parse `--log` files, and expect runc's exit
 //! codes: 1 for any failure, the container's code for a foreground `run`.
 
 pub mod create;
 pub mod delete;
+pub mod events;
 pub mod features;
 pub mod list;
 pub mod log;
+pub mod pause;
 pub mod ps;
 pub mod run;
 pub mod spec;
 pub mod start;
 pub mod state;
+pub mod update;
 
 use std::path::Path;
 
