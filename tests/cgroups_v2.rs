@@ -102,7 +102,7 @@ fn fork_bomb_is_stopped_by_pids_max() {
         "32"
     );
     assert!(read_kv(&dir.join("pids.events"), "max").unwrap() > 0);
-    b.ok(&["kill", id]);
+    b.ok(&["kill", "-s", "KILL", id]);
     assert_eq!(b.ok(&["wait", id]).trim(), "137");
     b.ok(&["rm", id]);
     assert!(!dir.exists());

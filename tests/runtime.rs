@@ -876,3 +876,28 @@ fn update_and_events() {
     let r = berth(&b, &["events", "--stats", "u"]);
     assert_eq!(r.code, 1, "stats of a stopped container");
 }
+
+/// `berth kill ID` without a signal sends TERM, as `runc kill ID` does.
+#[test]
+fn kill_without_a_signal_is_term() {
+    require_root!();
+    let b = Berth::new();
+    let out = tempfile::tempdir().unwrap();
+    let host_out = out.path().to_path_buf();
+    let bundle = Bundle::new(&b, |c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/out", "type": "bind", "source": host_out, "options": ["rbind"]}));
+        c["process"]["args"] =
+            sh("trap 'echo term > /out/sig; exit 3' TERM; while true; do sleep 0.1; done");
+    });
+    assert_eq!(
+        berth(&b, &["run", "-d", "--bundle", bundle.path(), "k"]).code,
+        0
+    );
+    let r = berth(&b, &["kill", "k"]);
+    assert_eq!(r.code, 0, "{}", r.err);
+    let sig = out.path().join("sig");
+    assert!(wait_until(5, || sig.exists()), "no TERM arrived");
+    assert_eq!(std::fs::read_to_string(&sig).unwrap().trim(), "term");
+    assert!(wait_until(5, || state(&b, "k")["status"] == "stopped"));
+}

@@ -83,7 +83,7 @@ enum Command {
     Features,
     /// runc: write a default config.json
     Spec(commands::runtime::spec::Args),
-    /// Send a signal to a container (default SIGKILL)
+    /// Send a signal to a container (default SIGTERM, as runc)
     Kill(commands::kill::Args),
     /// Wait for a container to stop and print its exit code
     Wait(commands::wait::Args),

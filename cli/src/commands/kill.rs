@@ -1,6 +1,7 @@
 //! `berth kill`: send a signal to a container's init. Both forms work:
-//! Berth's `kill [-s SIGNAL] ID` (default KILL) and runc's
-//! `kill [--all] ID [SIGNAL]` (an engine always names the signal).
+//! Berth's `kill -s SIGNAL ID` and runc's `kill [--all] ID [SIGNAL]`.
+//! Without a signal it is TERM, as in runc (`berth kill ID` must mean
+//! what `runc kill ID` means to anyone swapping one for the other).
 
 use launcher::Launcher;
 
@@ -8,7 +9,7 @@ use crate::{CmdResult, Failure};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Signal name or number (default KILL)
+    /// Signal name or number (default TERM)
     #[arg(short = 's', long = "signal")]
     signal: Option<String>,
     /// Signal every process of the container, not only init (runc's --all)
@@ -26,7 +27,7 @@ pub fn run(l: &Launcher, a: Args) -> CmdResult {
     let name = a
         .signal_arg
         .or(a.signal)
-        .unwrap_or_else(|| "KILL".to_string());
+        .unwrap_or_else(|| "TERM".to_string());
     let sig = super::parse_signal(&name).map_err(|m| {
         let f = Failure::from(launcher::Error::invalid("signal", m));
         if runc_form {
