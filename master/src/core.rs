@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::allocator::{Allocator, MAX_REFUSE};
 use crate::operations::{self, Requester, ResourceOp};
-use crate::registry::{AgentRecord, FrameworkRecord, Registry, SqliteRegistry};
+use crate::registry::{AgentRecord, FrameworkRecord, Registry, RegistryError};
 
 /// A peer's event stream: RecordIO records, unbounded so that no event is
 /// ever dropped for a slow reader (Mesos queues without bound too).
@@ -55,6 +55,10 @@ pub struct CoreConfig {
     pub roles: Option<BTreeSet<String>>,
     /// Who may reserve, unreserve, create and destroy.
     pub acls: crate::auth::Acls,
+    /// After a failover, how long the agents the registry admitted have to
+    /// re-register before they are marked unreachable (Mesos'
+    /// `--agent_reregister_timeout`).
+    pub agent_reregister_timeout: Duration,
 }
 
 /// Why a call was refused: the HTTP layer's status code and message.
@@ -239,6 +243,15 @@ impl Agent {
     }
 }
 
+/// An agent known from the registry only: admitted by an earlier leader,
+/// expected to re-register with this one.
+#[derive(Debug, Clone)]
+pub struct RecoveredAgent {
+    pub record: AgentRecord,
+    /// Set once it missed the re-registration deadline.
+    pub unreachable_time: Option<f64>,
+}
+
 /// An outstanding offer.
 #[derive(Debug, Clone)]
 pub struct OfferRecord {
@@ -271,9 +284,18 @@ pub struct Counters {
 pub struct Core {
     pub config: CoreConfig,
     pub allocator: Allocator,
-    pub registry: SqliteRegistry,
+    pub registry: Box<dyn Registry>,
     pub master_info: MasterInfo,
     pub start_time: f64,
+    /// When this master became the leader; `None` while it follows (a
+    /// single master without election leads from its start).
+    pub elected_time: Option<f64>,
+    /// Agents the registry admitted that have not re-registered with this
+    /// master since it recovered the registry (Mesos' recovered agents).
+    pub recovered_agents: BTreeMap<String, RecoveredAgent>,
+    /// When the recovered agents that are still missing are marked
+    /// unreachable.
+    pub reregister_deadline: Option<f64>,
     pub frameworks: BTreeMap<String, Framework>,
     pub completed_frameworks: VecDeque<Framework>,
     pub agents: BTreeMap<String, Agent>,
@@ -362,15 +384,19 @@ impl Core {
     pub fn new(
         config: CoreConfig,
         allocator: Allocator,
-        registry: SqliteRegistry,
+        registry: Box<dyn Registry>,
         master_info: MasterInfo,
     ) -> Core {
+        let start_time = now_secs();
         Core {
             config,
             allocator,
             registry,
             master_info,
-            start_time: now_secs(),
+            start_time,
+            elected_time: None,
+            recovered_agents: BTreeMap::new(),
+            reregister_deadline: None,
             frameworks: BTreeMap::new(),
             completed_frameworks: VecDeque::new(),
             agents: BTreeMap::new(),
@@ -385,6 +411,63 @@ impl Core {
 
     fn wake_allocator(&self) {
         self.allocate_now.notify_one();
+    }
+
+    // -----------------------------------------------------------------------
+    // Leadership
+
+    /// This master leads from now on and its registry is the truth: the
+    /// agents it admitted are expected to re-register (with their tasks and
+    /// frameworks) within the re-registration timeout; frameworks stay in
+    /// the registry, so their schedulers can subscribe again with their ids.
+    /// Checkpointed resources are read per agent as it re-registers.
+    pub fn recover(&mut self, now: f64) -> Result<(), RegistryError> {
+        let agents = self.registry.agents()?;
+        for record in agents {
+            if self.agents.contains_key(&record.id) {
+                continue;
+            }
+            self.recovered_agents.insert(
+                record.id.clone(),
+                RecoveredAgent {
+                    record,
+                    unreachable_time: None,
+                },
+            );
+        }
+        self.elected_time = Some(now);
+        if !self.recovered_agents.is_empty() {
+            self.reregister_deadline =
+                Some(now + self.config.agent_reregister_timeout.as_secs_f64());
+        }
+        eprintln!(
+            "berth master: recovered the registry: {} agent(s) to re-register within {:?}",
+            self.recovered_agents.len(),
+            self.config.agent_reregister_timeout
+        );
+        Ok(())
+    }
+
+    /// Marks the recovered agents that did not re-register by the deadline
+    /// unreachable, as Mesos does: their record stays in the registry, so
+    /// they may still come back (and re-register with their tasks).
+    pub fn expire_recovered_agents(&mut self, now: f64) {
+        match self.reregister_deadline {
+            Some(deadline) if now >= deadline => {}
+            _ => return,
+        }
+        self.reregister_deadline = None;
+        for (id, agent) in &mut self.recovered_agents {
+            if agent.unreachable_time.is_none() {
+                eprintln!(
+                    "berth master: agent {id} did not re-register within {:?} after the \
+                     failover; marking it unreachable",
+                    self.config.agent_reregister_timeout
+                );
+                agent.unreachable_time = Some(now);
+                self.counters.agent_removals += 1;
+            }
+        }
     }
 
     // -----------------------------------------------------------------------
@@ -1504,6 +1587,8 @@ impl Core {
             .admit_agent(&record)
             .map_err(|e| format!("Failed to admit the agent in the registry: {e}"))?;
 
+        // A recovered agent is back.
+        self.recovered_agents.remove(&agent_id);
         // A known agent: drop the old view (its offers, its allocations) and
         // rebuild it from what the agent reports.
         let old = self.agents.remove(&agent_id);

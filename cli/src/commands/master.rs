@@ -18,9 +18,22 @@ pub struct Args {
     /// Port to listen on
     #[arg(long, default_value_t = 5050)]
     pub port: u16,
-    /// Directory for the registry (registry.db)
+    /// Directory for the registry (registry.db, unless --registry is etcd)
     #[arg(long, value_name = "DIR")]
     pub work_dir: PathBuf,
+    /// Where the registry is: etcd://HOST:PORT[,HOST:PORT...][/PREFIX] for
+    /// several masters that elect a leader through etcd (default: SQLite in
+    /// the work dir, a single master)
+    #[arg(long, value_name = "URL")]
+    pub registry: Option<String>,
+    /// With an etcd registry: the election lease's TTL (whole seconds, at
+    /// least 2s): how long a dead leader keeps its leadership
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub election_ttl: Duration,
+    /// After a failover (or restart), how long admitted agents have to
+    /// re-register before they are marked unreachable
+    #[arg(long, default_value = "10mins", value_parser = parse_duration)]
+    pub agent_reregister_timeout: Duration,
     /// Host name reported to frameworks (default: the machine's)
     #[arg(long)]
     pub hostname: Option<String>,
@@ -151,6 +164,21 @@ pub fn config(a: &Args) -> Result<MasterConfig, Failure> {
     c.agent_ping_interval = a.agent_ping_timeout;
     c.max_agent_ping_timeouts = a.max_agent_ping_timeouts;
     c.heartbeat_interval = a.heartbeat_interval;
+    if let Some(registry) = &a.registry {
+        // Checked here so that a typo is a usage error, not a start failure.
+        master::registry::RegistryLocation::parse(Some(registry), &a.work_dir)
+            .map_err(|e| usage("--registry", e))?;
+        c.registry = Some(registry.clone());
+        flags.push(("registry".to_string(), registry.clone()));
+    }
+    if a.election_ttl.subsec_nanos() != 0 || a.election_ttl < Duration::from_secs(2) {
+        return Err(usage(
+            "--election-ttl",
+            "must be a whole number of seconds, at least 2s (etcd's minimum)",
+        ));
+    }
+    c.election_ttl = a.election_ttl;
+    c.agent_reregister_timeout = a.agent_reregister_timeout;
     c.allocator = allocator;
     c.roles = whitelist;
     if let Some(path) = &a.credentials {
@@ -178,8 +206,9 @@ pub fn run(a: Args) -> CmdResult {
             .local_addr()
             .map_err(|e| anyhow::anyhow!("read the bound address: {e}"))?;
         eprintln!(
-            "berth master: listening on {addr} (work dir {})",
-            config.work_dir.display()
+            "berth master: listening on {addr} (work dir {}, registry {})",
+            config.work_dir.display(),
+            config.registry.as_deref().unwrap_or("registry.db")
         );
         let stop = async {
             let mut term =
@@ -191,10 +220,16 @@ pub fn run(a: Args) -> CmdResult {
             }
             eprintln!("berth master: shutting down");
         };
-        master::http::serve(config, listener, stop)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok::<_, Failure>(0)
+        match master::http::serve(config, listener, stop).await {
+            Ok(()) => Ok::<_, Failure>(0),
+            // Mesos' master exits when it loses leadership; a supervisor
+            // restarts it as a fresh candidate.
+            Err(e @ master::http::MasterError::LostLeadership(_)) => Err(Failure {
+                code: 1,
+                message: format!("{e}; exiting"),
+            }),
+            Err(e) => Err(anyhow::anyhow!("{e}").into()),
+        }
     })
 }
 

@@ -13,9 +13,14 @@ use super::{check_content_type, record_stream, refusal, text, AppState, CloseGua
 
 pub(super) async fn call(
     State(shared): State<AppState>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // Agents follow the 307 to the leader and register there.
+    if let Some(elsewhere) = shared.not_leading(uri.path()) {
+        return elsewhere;
+    }
     if let Err((status, message)) = check_content_type(&headers) {
         return text(status, message);
     }

@@ -11,6 +11,15 @@
 //! Background tasks: the allocation loop (every allocation interval and when
 //! the core wakes it), agent pings, the failover-timeout sweep, and the
 //! handler of closed streams.
+//!
+//! Leadership: with the default SQLite registry the master leads from its
+//! start. With `etcd://...` it campaigns ([`crate::election`]); while it
+//! follows, the scheduler, operator and agent APIs answer 307 with the
+//! leader in `Location` (503 "No leader elected" when there is none) and the
+//! read-only endpoints answer from its own (empty) state with the leader in
+//! `/state`. Winning fences the registry and recovers it; losing ends
+//! [`serve`] with [`MasterError::LostLeadership`]: the process must exit
+//! rather than serve from the state of an ended term, as Mesos does.
 
 mod agent;
 mod operator;
@@ -31,12 +40,13 @@ use axum::Router;
 use masterlink::scheduler::{Address, MasterInfo};
 use serde_json::Value as Json;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::allocator::{Allocator, AllocatorConfig, AllocatorError};
 use crate::core::{Core, CoreConfig, Refusal};
-use crate::registry::{RegistryError, SqliteRegistry};
+use crate::election::{Election, ElectionError, ElectionOptions, State as ElectionState};
+use crate::registry::{RegistryError, RegistryLocation};
 
 /// The Mesos version this master claims on the wire (pymesos parses it as
 /// dotted integers and enables features from 1.0 on).
@@ -51,8 +61,18 @@ pub struct MasterConfig {
     /// Where [`Master::start`] listens (ignored by [`serve`], which is given
     /// its listener).
     pub bind: SocketAddr,
-    /// Holds the registry (`registry.db`).
+    /// Holds the registry (`registry.db`) unless `registry` names etcd.
     pub work_dir: PathBuf,
+    /// `--registry`: `None` for SQLite in the work dir (a single master),
+    /// `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` for several masters that
+    /// elect a leader.
+    pub registry: Option<String>,
+    /// The election's lease TTL (etcd registry only): how long a dead
+    /// leader keeps its leadership.
+    pub election_ttl: Duration,
+    /// After winning an election, how long the admitted agents have to
+    /// re-register before they are marked unreachable.
+    pub agent_reregister_timeout: Duration,
     /// Time between HEARTBEAT events on a SUBSCRIBE stream.
     pub heartbeat_interval: Duration,
     /// The master's host name, reported in `MasterInfo`.
@@ -81,6 +101,10 @@ impl MasterConfig {
         MasterConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 5050)),
             work_dir: work_dir.into(),
+            registry: None,
+            election_ttl: crate::election::DEFAULT_TTL,
+            // Mesos' default (and minimum) `--agent_reregister_timeout`.
+            agent_reregister_timeout: Duration::from_secs(600),
             heartbeat_interval: Duration::from_secs(15),
             hostname: "localhost".to_string(),
             allocation_interval: Duration::from_secs(1),
@@ -111,6 +135,13 @@ pub enum MasterError {
     /// The allocator refused its configuration.
     #[error("master: {0}")]
     Allocator(#[from] AllocatorError),
+    /// The election could not start.
+    #[error("master: {0}")]
+    Election(#[from] ElectionError),
+    /// This master led and does not any more (or could not recover the
+    /// registry on winning): it must exit.
+    #[error("master: lost leadership: {0}")]
+    LostLeadership(String),
 }
 
 /// A stream that ended (its client went away, or the master dropped it).
@@ -124,6 +155,15 @@ struct Shared {
     core: Mutex<Core>,
     config: MasterConfig,
     closed: mpsc::UnboundedSender<Closed>,
+    /// `None`: a single master, which leads from its start. (A mutex only
+    /// because an `Election` is not `Sync`; every use is a quick read.)
+    election: Option<Mutex<Election>>,
+    /// This master's MasterInfo id (to tell itself from the leader key's).
+    master_id: String,
+    /// Leads and has recovered the registry: serves the APIs.
+    serving: std::sync::atomic::AtomicBool,
+    /// Why this master stopped leading, once it has.
+    lost: watch::Sender<Option<String>>,
 }
 
 impl Shared {
@@ -132,6 +172,75 @@ impl Shared {
     fn core(&self) -> MutexGuard<'_, Core> {
         self.core.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn serving(&self) -> bool {
+        self.serving.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The leader's MasterInfo as its leader key says (this master's own
+    /// when it leads alone); `None` when no master leads.
+    fn leader_info(&self) -> Option<MasterInfo> {
+        match &self.election {
+            None => Some(self.core().master_info.clone()),
+            Some(e) => lock(e)
+                .leader()
+                .and_then(|l| serde_json::from_value::<MasterInfo>(l.info).ok()),
+        }
+    }
+
+    /// `None` when this master serves calls; otherwise what to answer
+    /// instead: 307 to the leader at `path` (Mesos' protocol-relative
+    /// `//HOST:PORT/path`), or 503 when no other master leads.
+    fn not_leading(&self, path: &str) -> Option<Response> {
+        (!self.serving()).then(|| self.redirect(Some(path)))
+    }
+
+    /// 307 to the leader (at `path`, or at its root), 503 without one.
+    fn redirect(&self, path: Option<&str>) -> Response {
+        match self.leader_info() {
+            // Another master leads; or this one (`/redirect` on the leader).
+            Some(info) if info.id != self.master_id || self.serving() => {
+                let mut response = StatusCode::TEMPORARY_REDIRECT.into_response();
+                let location = format!("//{}{}", leader_authority(&info), path.unwrap_or(""));
+                if let Ok(v) = HeaderValue::from_str(&location) {
+                    response.headers_mut().insert(header::LOCATION, v);
+                }
+                response
+            }
+            // This master won but has not recovered the registry yet.
+            Some(_) if self.election.as_ref().is_some_and(|e| lock(e).is_leader()) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Master has not finished recovery",
+            ),
+            _ => text(StatusCode::SERVICE_UNAVAILABLE, "No leader elected"),
+        }
+    }
+}
+
+fn lock(election: &Mutex<Election>) -> MutexGuard<'_, Election> {
+    election.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `HOST:PORT` of a master for a redirect. Mesos prefers the hostname; the
+/// IP the master listens on is used instead whenever it is a specific one,
+/// since a host name need not resolve to the (possibly loopback) address
+/// the master is bound to.
+fn leader_authority(info: &MasterInfo) -> String {
+    let address = info.address.as_ref();
+    let ip = address
+        .and_then(|a| a.ip.as_deref())
+        .and_then(|ip| ip.parse::<IpAddr>().ok())
+        .filter(|ip| !ip.is_unspecified());
+    let host = match ip {
+        Some(IpAddr::V6(v6)) => format!("[{v6}]"),
+        Some(ip) => ip.to_string(),
+        None => info
+            .hostname
+            .clone()
+            .or_else(|| address.and_then(|a| a.hostname.clone()))
+            .unwrap_or_else(|| info.ip_addr().to_string()),
+    };
+    format!("{host}:{}", info.port)
 }
 
 type AppState = Arc<Shared>;
@@ -209,10 +318,15 @@ async fn run(
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), MasterError> {
     let timers = spawn_timers(&shared);
+    let mut lost = shared.lost.subscribe();
+    let mut lost_for_grace = lost.clone();
     let graceful = {
         let shared = shared.clone();
         async move {
-            stop.await;
+            tokio::select! {
+                _ = stop => {}
+                _ = lost.wait_for(Option::is_some) => {}
+            }
             // Close every stream so that the graceful shutdown does not wait
             // for subscribers and agents forever.
             let mut core = shared.core();
@@ -229,15 +343,24 @@ async fn run(
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(graceful)
-        .await
-        .map_err(|source| MasterError::Io {
+    let server = axum::serve(listener, router).with_graceful_shutdown(graceful);
+    let result = tokio::select! {
+        r = server => r.map_err(|source| MasterError::Io {
             what: "serve HTTP".into(),
             source,
-        });
+        }),
+        // A deposed master stops within a bounded time even if a client
+        // holds a connection open: its successor already serves.
+        _ = async {
+            let _ = lost_for_grace.wait_for(Option::is_some).await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        } => Ok(()),
+    };
     for t in timers {
         t.abort();
+    }
+    if let Some(reason) = shared.lost.borrow().clone() {
+        return Err(MasterError::LostLeadership(reason));
     }
     result
 }
@@ -247,28 +370,57 @@ fn app(config: MasterConfig, local_addr: SocketAddr) -> Result<(Router, AppState
         what: format!("create {}", config.work_dir.display()),
         source,
     })?;
-    let registry = SqliteRegistry::open(&config.work_dir.join("registry.db"))?;
+    let location = RegistryLocation::parse(config.registry.as_deref(), &config.work_dir)?;
+    let registry = location.open()?;
     let allocator = Allocator::new(config.allocator.clone())?;
     let master_info = master_info(&config, local_addr);
-    let core = Core::new(
+    let election = match &location {
+        RegistryLocation::Sqlite(_) => None,
+        RegistryLocation::Etcd(etcd) => {
+            let info = serde_json::to_value(&master_info).unwrap_or_default();
+            let options = ElectionOptions {
+                ttl: config.election_ttl,
+            };
+            Some(Election::campaign(etcd, info, options)?)
+        }
+    };
+    let master_id = master_info.id.clone();
+    let mut core = Core::new(
         CoreConfig {
             heartbeat_interval: config.heartbeat_interval,
             agent_ping_interval: config.agent_ping_interval,
             max_agent_ping_timeouts: config.max_agent_ping_timeouts,
             roles: config.roles.clone(),
             acls: config.auth.acls.clone(),
+            agent_reregister_timeout: config.agent_reregister_timeout,
         },
         allocator,
         registry,
         master_info,
     );
+    if election.is_none() {
+        // A single master owns its registry: it leads from the start, and
+        // its agents re-register after a restart as after a failover.
+        core.recover(core.start_time)?;
+    }
     let (closed, closed_rx) = mpsc::unbounded_channel();
+    let serving = election.is_none();
     let shared = Arc::new(Shared {
         core: Mutex::new(core),
         config,
         closed,
+        election: election.map(Mutex::new),
+        master_id,
+        serving: std::sync::atomic::AtomicBool::new(serving),
+        lost: watch::channel(None).0,
     });
     tokio::spawn(handle_closed(Arc::downgrade(&shared), closed_rx));
+    if let Some(election) = &shared.election {
+        tokio::spawn(follow_election(
+            Arc::downgrade(&shared),
+            lock(election).watch_state(),
+        ));
+    }
 
     let mut router = Router::new().route(masterlink::protocol::AGENT_API_PATH, post(agent::call));
     for prefix in ["", "/master"] {
@@ -363,10 +515,80 @@ fn spawn_timers(shared: &AppState) -> Vec<JoinHandle<()>> {
         loop {
             ticks.tick().await;
             let Some(shared) = weak.upgrade() else { return };
-            shared.core().expire_frameworks(crate::core::now_secs());
+            let now = crate::core::now_secs();
+            let mut core = shared.core();
+            core.expire_frameworks(now);
+            core.expire_recovered_agents(now);
         }
     });
     vec![allocation, pings, failovers]
+}
+
+/// Acts on this candidate's election: on winning, fences the registry by the
+/// term and recovers it, then serves; on losing (or when the recovery
+/// fails, or the campaign ends), reports the loss, which stops [`serve`].
+async fn follow_election(
+    shared: std::sync::Weak<Shared>,
+    mut state: watch::Receiver<ElectionState>,
+) {
+    loop {
+        let now = state.borrow_and_update().clone();
+        let Some(strong) = shared.upgrade() else {
+            return;
+        };
+        match now {
+            ElectionState::Follower => {}
+            ElectionState::Leading { term } if !strong.serving() => {
+                eprintln!("berth master: elected leader (term {term}); recovering the registry");
+                let fence = strong.election.as_ref().and_then(|e| lock(e).fence());
+                let worker = strong.clone();
+                // Registry calls block (etcd round trips): off the runtime.
+                let recovered = tokio::task::spawn_blocking(move || {
+                    let mut core = worker.core();
+                    core.registry.set_fence(fence);
+                    core.recover(crate::core::now_secs())
+                })
+                .await;
+                match recovered {
+                    Ok(Ok(())) => {
+                        strong
+                            .serving
+                            .store(true, std::sync::atomic::Ordering::SeqCst);
+                        eprintln!("berth master: leading (term {term})");
+                    }
+                    Ok(Err(e)) => {
+                        lose(&strong, format!("cannot recover the registry: {e}"));
+                        return;
+                    }
+                    Err(e) => {
+                        lose(&strong, format!("the registry recovery failed: {e}"));
+                        return;
+                    }
+                }
+            }
+            ElectionState::Leading { .. } => {}
+            ElectionState::Lost { reason } => {
+                lose(&strong, reason);
+                return;
+            }
+        }
+        drop(strong);
+        if state.changed().await.is_err() {
+            if let Some(strong) = shared.upgrade() {
+                lose(&strong, "the election ended".into());
+            }
+            return;
+        }
+    }
+}
+
+/// Stops serving at once and reports why (the master exits).
+fn lose(shared: &Shared, reason: String) {
+    shared
+        .serving
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    eprintln!("berth master: no longer the leader: {reason}");
+    shared.lost.send_replace(Some(reason));
 }
 
 /// Applies stream closures to the core, outside the code that dropped the

@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use masterlink::resources::ResourceValue;
 use masterlink::scheduler::TaskState;
@@ -378,7 +378,25 @@ fn get_agents(core: &Core) -> Json {
             )
         })
         .collect();
-    json!({"agents": agents})
+    // Admitted by an earlier leader, not re-registered yet (AgentInfo).
+    let recovered: Vec<Json> = core
+        .recovered_agents
+        .values()
+        .filter(|a| a.unreachable_time.is_none())
+        .map(|a| recovered_agent_info(&a.record))
+        .collect();
+    json!({"agents": agents, "recovered_agents": recovered})
+}
+
+/// A recovered agent as the registry records it (an `AgentInfo`).
+fn recovered_agent_info(r: &crate::registry::AgentRecord) -> Json {
+    json!({
+        "id": {"value": r.id},
+        "hostname": r.hostname,
+        "port": r.port,
+        "resources": r.resources,
+        "attributes": r.attributes,
+    })
 }
 
 fn get_frameworks(core: &Core) -> Json {
@@ -464,11 +482,14 @@ fn get_roles(core: &Core) -> Json {
 }
 
 fn get_master(core: &Core) -> Json {
-    json!({
+    let mut v = json!({
         "master_info": core.master_info,
         "start_time": core.start_time,
-        "elected_time": core.start_time,
-    })
+    });
+    if let Some(t) = core.elected_time {
+        v["elected_time"] = json!(t);
+    }
+    v
 }
 
 pub(super) fn version_info() -> Json {
@@ -515,9 +536,13 @@ fn reply(call: &str, payload: Json) -> Response {
 
 pub(super) async fn call(
     State(shared): State<AppState>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Some(elsewhere) = shared.not_leading(uri.path()) {
+        return elsewhere;
+    }
     if let Err((status, message)) = check_content_type(&headers) {
         return text(status, message);
     }
@@ -720,6 +745,9 @@ pub(super) async fn legacy_operation(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Some(elsewhere) = shared.not_leading(uri.path()) {
+        return elsewhere;
+    }
     let principal = match super::authenticate(&shared, &headers) {
         Ok(p) => p,
         Err(response) => return *response,
@@ -788,6 +816,9 @@ pub(super) async fn version() -> Response {
 }
 
 pub(super) async fn state(State(shared): State<AppState>) -> Response {
+    // Any master answers, followers from their own (empty) state: tools ask
+    // any of them who leads (`leader`, `leader_info`), as with Mesos.
+    let leader = shared.leader_info();
     let core = shared.core();
     let used = used_by_agent(&core);
     let offered = offered_by_agent(&core);
@@ -813,13 +844,30 @@ pub(super) async fn state(State(shared): State<AppState>) -> Response {
         .filter(|a| a.unreachable_time.is_some())
         .count();
     let deactivated = core.agents.len() - activated - unreachable;
+    let unreachable = unreachable
+        + core
+            .recovered_agents
+            .values()
+            .filter(|a| a.unreachable_time.is_some())
+            .count();
+    let recovered: Vec<Json> = core
+        .recovered_agents
+        .values()
+        .filter(|a| a.unreachable_time.is_none())
+        .map(|a| {
+            json!({
+                "id": a.record.id,
+                "hostname": a.record.hostname,
+                "port": a.record.port,
+            })
+        })
+        .collect();
     let state = json!({
         "version": MESOS_VERSION,
         "build_user": "berth",
         "build_date": "",
         "build_time": 0,
         "start_time": core.start_time,
-        "elected_time": core.start_time,
         "id": info.id,
         "pid": pid,
         "hostname": info.hostname,
@@ -827,16 +875,27 @@ pub(super) async fn state(State(shared): State<AppState>) -> Response {
         "activated_slaves": activated,
         "deactivated_slaves": deactivated,
         "unreachable_slaves": unreachable,
-        "leader": pid,
-        "leader_info": {"id": info.id, "pid": pid, "port": info.port, "hostname": info.hostname},
         "flags": flags_json(&shared),
         "slaves": slaves,
-        "recovered_slaves": [],
+        "recovered_slaves": recovered,
         "frameworks": core.frameworks.values().map(|f| framework_legacy(&core, f)).collect::<Vec<_>>(),
         "completed_frameworks": core.completed_frameworks.iter().map(|f| framework_legacy(&core, f)).collect::<Vec<_>>(),
         "orphan_tasks": [],
         "unregistered_frameworks": [],
     });
+    let mut state = state;
+    // Mesos writes these only when it is elected / knows a leader.
+    if let Some(t) = core.elected_time {
+        state["elected_time"] = json!(t);
+    }
+    if let Some(l) = leader {
+        let pid = l
+            .pid
+            .clone()
+            .unwrap_or_else(|| format!("master@{}:{}", l.ip_addr(), l.port));
+        state["leader"] = json!(pid);
+        state["leader_info"] = json!(l);
+    }
     json_response(&state)
 }
 
@@ -950,31 +1009,22 @@ pub(super) async fn flags(State(shared): State<AppState>) -> Response {
     json_response(&json!({"flags": flags_json(&shared)}))
 }
 
-/// `/master/redirect`: this master leads (one master for now), so it points
-/// at itself, as Mesos' leader does.
+/// `/master/redirect`: 307 to the leader's root (`//HOST:PORT`; on the
+/// leader, itself), 503 "No leader elected" without one, as in Mesos.
 pub(super) async fn redirect(State(shared): State<AppState>) -> Response {
-    let (hostname, port) = {
-        let core = shared.core();
-        let a = core.master_info.address.clone();
-        (
-            a.as_ref()
-                .and_then(|a| a.ip.clone())
-                .unwrap_or_else(|| "127.0.0.1".into()),
-            core.master_info.port,
-        )
-    };
-    let mut response = StatusCode::TEMPORARY_REDIRECT.into_response();
-    if let Ok(v) = HeaderValue::from_str(&format!("//{hostname}:{port}")) {
-        response.headers_mut().insert(header::LOCATION, v);
-    }
-    response
+    shared.redirect(None)
 }
 
 /// The `/metrics/snapshot` values.
 fn metrics(core: &Core) -> BTreeMap<String, f64> {
     let mut m = BTreeMap::new();
     let c = &core.counters;
-    m.insert("master/elected".into(), 1.0);
+    let elected = if core.elected_time.is_some() {
+        1.0
+    } else {
+        0.0
+    };
+    m.insert("master/elected".into(), elected);
     m.insert("master/uptime_secs".into(), now_secs() - core.start_time);
     let active = core.agents.values().filter(|a| a.active()).count() as f64;
     let unreachable = core

@@ -17,9 +17,15 @@ use super::{
 
 pub(super) async fn call(
     State(shared): State<AppState>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // Mesos' first check: a non-leading master sends the scheduler to the
+    // leader (pymesos and berth::mesos follow the 307).
+    if let Some(elsewhere) = shared.not_leading(uri.path()) {
+        return elsewhere;
+    }
     let principal = match super::authenticate(&shared, &headers) {
         Ok(p) => p,
         Err(response) => return *response,
