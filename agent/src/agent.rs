@@ -46,6 +46,10 @@ pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// The agent re-registers after this many ping intervals without a ping.
 pub const MISSED_PINGS: u32 = 3;
+/// Redirects followed in a row before the agent backs off: masters whose
+/// views of the leader differ briefly (a failover in progress) must not
+/// make it spin.
+const MAX_REDIRECTS: u32 = 3;
 /// A REGISTER that got no REGISTERED within this long is retried.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Terminal tasks kept for /state.
@@ -146,6 +150,16 @@ pub(crate) struct Link {
     pub backoff: Duration,
     pub task: Option<tokio::task::JoinHandle<()>>,
     pub master: Option<MasterInfo>,
+    /// `host:port` of the master the link is (being) opened with: one of
+    /// `--master`, or the leader a non-leader redirected to.
+    pub target: String,
+    /// Index in `--master` of the last master tried from the list.
+    pub listed: usize,
+    /// Attempts that failed since the last registration (one backoff step
+    /// per round through the list).
+    pub failures: u32,
+    /// Redirects followed in a row.
+    pub redirects: u32,
 }
 
 /// Everything the loop owns.
@@ -182,7 +196,6 @@ pub(crate) struct Shared {
     pub start_time: f64,
     /// `ip:port` the HTTP endpoints listen on.
     pub endpoint: String,
-    pub url: String,
 }
 
 /// A started agent; [`Agent::run`] drives it.
@@ -252,6 +265,10 @@ impl Agent {
                 backoff: INITIAL_BACKOFF,
                 task: None,
                 master: None,
+                target: cfg.masters.first().cloned().unwrap_or_default(),
+                listed: 0,
+                failures: 0,
+                redirects: 0,
             },
             terminal_counts: BTreeMap::new(),
             total: cfg.resources.clone(),
@@ -259,7 +276,6 @@ impl Agent {
             volumes_deferred: Vec::new(),
         };
         let shared = Arc::new(Shared {
-            url: link::url(&cfg.master),
             endpoint: local.to_string(),
             cfg,
             work,
@@ -380,7 +396,8 @@ impl Shared {
         let gen = st.link.gen;
         let call = AgentCall::Register(self.register_call(st));
         let tx = self.tx.clone();
-        let fut = link::open_stream(self.client.clone(), self.url.clone(), call, move |event| {
+        let url = link::url(&st.link.target);
+        let fut = link::open_stream(self.client.clone(), url, call, move |event| {
             let _ = tx.send(Event::Link { gen, event });
         });
         st.link.task = Some(tokio::spawn(fut));
@@ -435,25 +452,53 @@ impl Shared {
         }
     }
 
-    /// The stream is gone (ended, failed, or timed out): try again after a
-    /// random delay within the backoff, which doubles up to a minute.
-    fn link_lost(&self, st: &mut State, why: &str, now: Instant) {
+    /// The stream is gone (ended, failed, or timed out): try again with the
+    /// next master of `--master` (the leader may have died; a live
+    /// non-leader redirects to the new one) after a random delay within the
+    /// backoff, which doubles per round through the list up to a minute.
+    /// `waiting` (a master that answered 503: no leader elected yet, or it
+    /// is recovering) keeps the backoff: the election ends within seconds.
+    fn link_lost(&self, st: &mut State, why: &str, now: Instant, waiting: bool) {
         if let Some(t) = st.link.task.take() {
             t.abort();
         }
         // What the abandoned stream already queued (its end, typically) is
         // stale from now on: it must not count as a second loss.
         st.link.gen += 1;
+        st.link.redirects = 0;
+        let lost = std::mem::take(&mut st.link.target);
+        let n = self.cfg.masters.len().max(1);
+        st.link.listed = (st.link.listed + 1) % n;
+        st.link.target = self
+            .cfg
+            .masters
+            .get(st.link.listed)
+            .cloned()
+            .unwrap_or_else(|| lost.clone());
         let delay = random_delay(st.link.backoff);
         log!(
-            "link to master {} lost ({why}); registering again in {:.1}s",
-            self.cfg.master,
+            "link to master {lost} lost ({why}); registering with {} in {:.1}s",
+            st.link.target,
             delay.as_secs_f64()
         );
-        st.link.backoff = (st.link.backoff * 2).min(MAX_BACKOFF);
+        st.link.failures += 1;
+        if !waiting && st.link.failures >= n as u32 {
+            st.link.failures = 0;
+            st.link.backoff = (st.link.backoff * 2).min(MAX_BACKOFF);
+        }
         st.link.phase = LinkPhase::Idle {
             retry_at: now + delay,
         };
+    }
+
+    /// A master that does not lead named the leader: register there now.
+    fn redirected(&self, st: &mut State, from: &str, leader: String, now: Instant) {
+        st.link.task = None;
+        st.link.gen += 1;
+        st.link.redirects += 1;
+        log!("master {from} does not lead; registering with the leader {leader}");
+        st.link.target = leader;
+        st.link.phase = LinkPhase::Idle { retry_at: now };
     }
 
     /// Posts a call on the link if registered (else drops it: updates are
@@ -463,7 +508,8 @@ impl Shared {
             return;
         };
         let client = self.client.clone();
-        let url = self.url.clone();
+        // The master that registered this agent (calls go with its stream).
+        let url = link::url(&st.link.target);
         let stream_id = stream_id.clone();
         tokio::spawn(async move {
             if let Err(e) = link::post(&client, &url, &stream_id, &call).await {
@@ -489,7 +535,7 @@ impl Shared {
     fn on_timer(&self, st: &mut State, now: Instant) {
         match &st.link.phase {
             LinkPhase::Connecting { since } if now >= *since + REGISTER_TIMEOUT => {
-                self.link_lost(st, "no REGISTERED from the master", now);
+                self.link_lost(st, "no REGISTERED from the master", now, false);
             }
             LinkPhase::Registered {
                 ping_interval,
@@ -501,6 +547,7 @@ impl Shared {
                     st,
                     &format!("no PING for {:.1}s", silent.as_secs_f64()),
                     now,
+                    false,
                 );
             }
             _ => {}
@@ -514,9 +561,15 @@ impl Shared {
         match ev {
             Event::Link { gen, event } if gen == st.link.gen => match event {
                 StreamEvent::Message(msg) => self.on_message(st, *msg),
+                StreamEvent::Ended(link::LinkError::Redirected { url, leader })
+                    if st.link.redirects < MAX_REDIRECTS =>
+                {
+                    self.redirected(st, &url, leader, Instant::now());
+                }
                 StreamEvent::Ended(e) => {
                     st.link.task = None;
-                    self.link_lost(st, &e.to_string(), Instant::now());
+                    let waiting = matches!(e, link::LinkError::Refused { status: 503, .. });
+                    self.link_lost(st, &e.to_string(), Instant::now(), waiting);
                 }
             },
             // From a stream already replaced.
@@ -621,6 +674,8 @@ impl Shared {
         };
         st.link.master = Some(master_info);
         st.link.backoff = INITIAL_BACKOFF;
+        st.link.failures = 0;
+        st.link.redirects = 0;
         for out in st.updates.resend_all(now) {
             self.post_update(st, out);
         }

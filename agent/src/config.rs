@@ -44,8 +44,11 @@ pub struct Flags {
 /// What the agent runs with.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    /// `host:port` of the master.
+    /// `--master` as given, normalised: `host:port[,host:port...]`.
     pub master: String,
+    /// Each master's `host:port`, in the order given (at least one): the
+    /// agent tries them in turn and follows a non-leader's redirect.
+    pub masters: Vec<String>,
     pub ip: IpAddr,
     /// 0 picks a free port (the listener reports the real one).
     pub port: u16,
@@ -73,7 +76,8 @@ impl Flags {
     /// Checks every flag. Creates the work directory (resource detection
     /// measures its filesystem).
     pub fn into_config(self) -> Result<AgentConfig, FlagError> {
-        let master = parse_master(&self.master)?;
+        let masters = parse_masters(&self.master)?;
+        let master = masters.join(",");
         let ip: IpAddr = self
             .ip
             .parse()
@@ -121,6 +125,7 @@ impl Flags {
         };
         Ok(AgentConfig {
             master,
+            masters,
             ip,
             port: self.port,
             hostname,
@@ -137,7 +142,25 @@ impl Flags {
     }
 }
 
-/// `--master`: `host:port`, optionally with `http://`.
+/// `--master`: `host:port[,host:port...]` (several masters of which one
+/// leads), each optionally with `http://`.
+pub fn parse_masters(s: &str) -> Result<Vec<String>, FlagError> {
+    let masters = s
+        .split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(parse_master)
+        .collect::<Result<Vec<_>, _>>()?;
+    if masters.is_empty() {
+        return Err(bad(
+            "--master",
+            format!("{s:?} is not HOST:PORT[,HOST:PORT...]"),
+        ));
+    }
+    Ok(masters)
+}
+
+/// One master: `host:port`, optionally with `http://`.
 pub fn parse_master(s: &str) -> Result<String, FlagError> {
     let rest = s.strip_prefix("http://").unwrap_or(s).trim_end_matches('/');
     if rest.starts_with("zk://") || s.starts_with("zk://") {
@@ -224,6 +247,12 @@ mod tests {
     #[test]
     fn master_addresses() {
         assert_eq!(parse_master("m1:5050").unwrap(), "m1:5050");
+        assert_eq!(
+            parse_masters("m1:5050, http://m2:5050/,m3:5051").unwrap(),
+            ["m1:5050", "m2:5050", "m3:5051"]
+        );
+        assert_eq!(parse_masters(",").unwrap_err().flag, "--master");
+        assert_eq!(parse_masters("m1:5050,m2").unwrap_err().flag, "--master");
         assert_eq!(
             parse_master("http://127.0.0.1:5050/").unwrap(),
             "127.0.0.1:5050"

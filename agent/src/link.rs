@@ -6,7 +6,11 @@
 //! This module only moves messages: [`open_stream`] posts REGISTER and feeds
 //! every message of the answer into the agent's event channel, then reports
 //! the end of the stream; [`post`] sends one call. When to (re-)register,
-//! the backoff and the ping timeout are the agent's business.
+//! with which master, the backoff and the ping timeout are the agent's
+//! business. A master that does not lead answers REGISTER with a 307 to the
+//! leader, reported as [`LinkError::Redirected`] (not followed here, so that
+//! the agent knows which master it registered with and posts its calls
+//! there).
 
 use std::time::Duration;
 
@@ -29,6 +33,8 @@ pub enum LinkError {
     Stream(String),
     #[error("the master closed the stream")]
     Closed,
+    #[error("the master at {url} does not lead; the leader is {leader}")]
+    Redirected { url: String, leader: String },
 }
 
 /// What the stream task reports to the agent.
@@ -44,6 +50,7 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap_or_else(|_| reqwest::Client::new())
 }
@@ -87,6 +94,24 @@ async fn read_stream(
         }
     };
     let status = resp.status();
+    if status == reqwest::StatusCode::TEMPORARY_REDIRECT {
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        return match location_authority(location) {
+            Some(leader) => LinkError::Redirected {
+                url: url.to_string(),
+                leader,
+            },
+            None => LinkError::Refused {
+                url: url.to_string(),
+                status: status.as_u16(),
+                body: format!("redirect without a usable Location: {location:?}"),
+            },
+        };
+    }
     if !status.is_success() {
         let body = resp.text().await.unwrap_or_default();
         return LinkError::Refused {
@@ -144,6 +169,18 @@ pub async fn post(
         status: status.as_u16(),
         body: resp.text().await.unwrap_or_default().trim().to_string(),
     })
+}
+
+/// `HOST:PORT` of a redirect's `Location`: Mesos' protocol-relative
+/// `//HOST:PORT/path`, or an absolute `http://HOST:PORT/path`.
+pub fn location_authority(location: &str) -> Option<String> {
+    let rest = location
+        .strip_prefix("http:")
+        .unwrap_or(location)
+        .strip_prefix("//")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let (host, port) = authority.rsplit_once(':')?;
+    (!host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)).then(|| authority.to_string())
 }
 
 /// The innermost cause of a reqwest error ("Connection refused (os error
@@ -269,6 +306,20 @@ mod tests {
         assert!(got[0].contains("Registered"));
         assert!(got[1].contains("Ping { id: 7 }"));
         assert!(got[2].contains("Ended(Closed)"));
+    }
+
+    #[test]
+    fn redirect_locations() {
+        assert_eq!(
+            location_authority("//127.0.0.1:5051/masterlink/v1/agent").as_deref(),
+            Some("127.0.0.1:5051")
+        );
+        assert_eq!(
+            location_authority("http://m2:5050").as_deref(),
+            Some("m2:5050")
+        );
+        assert_eq!(location_authority("/masterlink/v1/agent"), None);
+        assert_eq!(location_authority("//m2/x"), None);
     }
 
     #[tokio::test]
