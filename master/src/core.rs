@@ -38,6 +38,9 @@ const MAX_COMPLETED_TASKS: usize = 1000;
 const MAX_COMPLETED_FRAMEWORKS: usize = 50;
 /// Statuses kept per task.
 const MAX_STATUSES: usize = 20;
+/// How long refined reservations are kept from a framework that cannot
+/// read them before the allocator tries it again.
+const REFINED_REFUSAL: Duration = Duration::from_secs(60);
 /// Registry keys of agents' checkpointed resources: prefix + agent id.
 pub const CHECKPOINTED_PREFIX: &str = "agent-resources/";
 
@@ -748,7 +751,30 @@ impl Core {
     pub fn allocate(&mut self, now: Instant) {
         let decisions = self.allocator.allocate(now);
         let mut by_framework: BTreeMap<String, Vec<Offer>> = BTreeMap::new();
-        for d in decisions {
+        for mut d in decisions {
+            // A framework without RESERVATION_REFINEMENT cannot read a
+            // refined reservation (the pre-refinement format has no way to
+            // say it): such resources go back, filtered for a while, as
+            // Mesos' allocator never offers them to it.
+            if self
+                .frameworks
+                .get(&d.framework)
+                .is_some_and(|fw| !fw.has(FrameworkCapabilityType::ReservationRefinement))
+                && d.resources.iter().any(|r| r.has_refined_reservations())
+            {
+                let refined = d.resources.filter(|r| r.has_refined_reservations());
+                d.resources = d.resources.filter(|r| !r.has_refined_reservations());
+                let _ = self.allocator.recover(
+                    &d.framework,
+                    &d.agent,
+                    &refined,
+                    Some(REFINED_REFUSAL),
+                    now,
+                );
+                if d.resources.is_empty() {
+                    continue;
+                }
+            }
             let (Some(fw), Some(agent)) = (
                 self.frameworks.get_mut(&d.framework),
                 self.agents.get(&d.agent),

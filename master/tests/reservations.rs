@@ -417,6 +417,27 @@ async fn a_child_role_refines_its_parents_reservation() {
         "{total}"
     );
     assert_eq!(scalar(&total, "disk", reserved_for("eng")), 60.0, "{total}");
+
+    // A framework of the same role that cannot read refined reservations
+    // (no RESERVATION_REFINEMENT) is offered everything else, never them.
+    fw.call(json!({"type": "TEARDOWN"})).await;
+    let legacy = json!({"user": "root", "name": "legacy", "roles": ["eng/backend"],
+                        "capabilities": [{"type": "MULTI_ROLE"}]});
+    let mut old = Sched::subscribe(addr, legacy).await;
+    let offer = old.next_of("OFFERS").await["offers"]["offers"][0].clone();
+    assert_eq!(
+        scalar(&offer["resources"], "disk", |r| r["role"] == "eng"),
+        60.0,
+        "{offer}"
+    );
+    assert!(
+        offer["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["role"] != "eng/backend"),
+        "{offer}"
+    );
     master.shutdown().await.unwrap();
 }
 
