@@ -483,6 +483,45 @@ fn process_and_linux_fields_are_honoured() {
     assert_eq!(lines[5], "1");
 }
 
+/// linux.resources.devices is enforced (the v1 devices controller on a
+/// hybrid host, an eBPF filter on cgroup v2): `berth spec`'s "deny all"
+/// keeps the default devices usable, and a rule denying /dev/zero (c 1:5)
+/// makes opening it fail with EPERM inside the container.
+#[test]
+fn device_rules_are_enforced_inside_the_container() {
+    require_root!();
+    let b = Berth::new();
+    let script = "head -c1 /dev/zero | wc -c; echo x > /dev/null && echo null-ok; \
+                  head -c1 /dev/zero 2>&1 >/dev/null; true";
+    let bundle = Bundle::new(&b, |c| {
+        assert_eq!(c["linux"]["resources"]["devices"][0]["allow"], json!(false));
+        c["process"]["args"] = sh(script);
+    });
+    let r = berth(&b, &["run", "--bundle", bundle.path(), "dev-default"]);
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert_eq!(r.out, "1\nnull-ok\n", "{}", r.err);
+
+    let bundle = Bundle::new(&b, |c| {
+        c["linux"]["resources"]["devices"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"allow": false, "type": "c", "major": 1, "minor": 5, "access": "rwm"}));
+        c["process"]["args"] = sh(script);
+    });
+    let r = berth(&b, &["run", "--bundle", bundle.path(), "dev-deny"]);
+    assert_eq!(r.code, 0, "{}", r.err);
+    let lines: Vec<&str> = r.out.lines().collect();
+    assert_eq!(lines.first(), Some(&"0"), "{}", r.out);
+    assert_eq!(lines.get(1), Some(&"null-ok"), "{}", r.out);
+    assert!(
+        lines
+            .get(2)
+            .is_some_and(|l| l.contains("Operation not permitted")),
+        "{}",
+        r.out
+    );
+}
+
 /// "tmpcopyup" (runc's and crun's extension; podman puts it on /tmp, /run
 /// and /var/tmp): the tmpfs starts with what the directory it covers held,
 /// and writes go to the tmpfs only.
@@ -533,6 +572,13 @@ fn fields_berth_cannot_honour_are_errors_naming_them() {
         (
             Box::new(|c| c["linux"]["cgroupsPath"] = json!("system.slice:berth:x")),
             "linux.cgroupsPath",
+        ),
+        (
+            Box::new(|c| {
+                c["linux"]["resources"]["devices"] =
+                    json!([{"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwx"}])
+            }),
+            "linux.resources.devices[0].access",
         ),
         // Lowering oomScoreAdj needs CAP_SYS_RESOURCE, which root lacks on
         // these hosts (where it has it, this case is skipped below).

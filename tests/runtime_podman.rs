@@ -460,3 +460,33 @@ fn limits_capabilities_read_only_and_no_network() {
         p.berth_ids()
     );
 }
+
+/// podman's device rules ("deny all" plus its allow list) are enforced:
+/// its default devices work, and a node made for a device outside the list
+/// (c 42:0, a number no driver has: ENXIO if the open got past the cgroup)
+/// cannot be opened, EPERM. mknod itself stays allowed, as under runc.
+#[test]
+fn default_device_rules_are_enforced() {
+    let p = require_podman!();
+    let o = p.container(&[
+        "--rm",
+        "--cap-add",
+        "MKNOD",
+        IMAGE,
+        "sh",
+        "-c",
+        "head -c1 /dev/zero | wc -c; echo x > /dev/null && echo null-ok; \
+         mknod /dev/x42 c 42 0 && echo mknod-ok; head -c1 /dev/x42 2>&1; \
+         [ -e /sys/fs/cgroup/devices/devices.list ] && cat /sys/fs/cgroup/devices/devices.list; true",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..3], ["1", "null-ok", "mknod-ok"], "{out}");
+    assert!(lines[3].contains("Operation not permitted"), "{out}");
+    // On a v1 host the container's devices cgroup is a whitelist.
+    if lines.len() > 4 {
+        assert!(!out.contains("a *:* rwm"), "{out}");
+        assert!(out.contains("c 1:3 rwm"), "{out}");
+    }
+}

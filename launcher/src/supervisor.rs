@@ -575,17 +575,38 @@ impl Supervisor {
                         .unwrap_or("x")
                 )
             });
-        let resources = linux.resources().clone().unwrap_or_default();
+        let mut resources = linux.resources().clone().unwrap_or_default();
+        // Device rules are set once, on the new cgroup, by apply_devices
+        // (they need linux.devices too); apply() gets the limits.
+        let devices = isolator::cgroups::DevicePolicy::for_container(
+            resources.devices().as_deref().unwrap_or_default(),
+            linux.devices().as_deref().unwrap_or_default(),
+        )?;
+        let mut warnings = Vec::new();
+        if rootless && devices.is_some() {
+            // As runc: an unprivileged user can neither write a v1 devices
+            // cgroup nor attach a BPF program, and opens devices with its
+            // own permissions only.
+            warnings.push(Warning {
+                what: "devices".into(),
+                reason: "device cgroup rules are not applied to a rootless container".into(),
+            });
+        }
+        let devices = devices.filter(|_| !rootless);
+        let opts = isolator::cgroups::ResolveOptions::for_resources(&resources);
+        resources.set_devices(None);
         let attempt =
             || -> std::result::Result<(Cgroup, Vec<Warning>), isolator::cgroups::CgroupError> {
                 let layout = Layout::detect()?;
-                let mut cg = Cgroup::resolve_with(
-                    &layout,
-                    &path,
-                    isolator::cgroups::ResolveOptions::for_resources(&resources),
-                )?;
+                let mut cg = Cgroup::resolve_with(&layout, &path, opts)?;
                 cg.create()?;
-                match cg.apply(&resources) {
+                let applied = cg.apply(&resources).and_then(|unapplied| {
+                    if let Some(d) = &devices {
+                        cg.apply_devices(d)?;
+                    }
+                    Ok(unapplied)
+                });
+                match applied {
                     Ok(unapplied) => Ok((
                         cg,
                         unapplied
@@ -603,17 +624,22 @@ impl Supervisor {
                 }
             };
         match attempt() {
-            Ok((cg, warnings)) => {
+            Ok((cg, more)) => {
                 self.cgroup = Some(cg);
+                warnings.extend(more);
                 Ok(warnings)
             }
-            Err(e) if rootless => Ok(requested_limits(&resources)
-                .into_iter()
-                .map(|what| Warning {
-                    what,
-                    reason: format!("not applied: no delegated cgroup for this user ({e})"),
-                })
-                .collect()),
+            Err(e) if rootless => {
+                warnings.extend(
+                    requested_limits(&resources)
+                        .into_iter()
+                        .map(|what| Warning {
+                            what,
+                            reason: format!("not applied: no delegated cgroup for this user ({e})"),
+                        }),
+                );
+                Ok(warnings)
+            }
             Err(e) => Err(e.into()),
         }
     }

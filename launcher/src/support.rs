@@ -9,7 +9,9 @@
 //! user uid/gid/umask/additionalGids, capabilities, rlimits,
 //! noNewPrivileges, oomScoreAdj), linux namespaces (new or joined by path),
 //! uid/gid mappings, devices, resources (memory, cpu, pids, blockIO,
-//! unified; see the isolator's cgroup layer for what each mode applies),
+//! unified, and the device rules: the v1 devices controller or an eBPF
+//! filter on cgroup v2; see the isolator's cgroup layer for what each mode
+//! applies),
 //! cgroupsPath, sysctl, seccomp, rootfsPropagation, maskedPaths,
 //! readonlyPaths, personality (LINUX, LINUX32 without flags).
 
@@ -122,6 +124,12 @@ pub fn check(spec: &Spec) -> Result<()> {
         }
     }
     if let Some(r) = linux.resources() {
+        // A rule that cannot be enforced fails here, naming it, before
+        // anything is created.
+        isolator::cgroups::DevicePolicy::for_container(
+            r.devices().as_deref().unwrap_or_default(),
+            linux.devices().as_deref().unwrap_or_default(),
+        )?;
         if r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()) {
             return unsupported("linux.resources.hugepageLimits", "not supported yet");
         }

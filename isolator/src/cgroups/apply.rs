@@ -522,7 +522,8 @@ impl Cgroup {
     ///
     /// Returns the requested limits it could not apply (controller not
     /// available, file missing, no v1/v2 equivalent, unsupported resource
-    /// class such as blockIO or devices), each with a reason. A write that
+    /// class such as hugepages; device rules, which [`Cgroup::apply_devices`]
+    /// sets), each with a reason. A write that
     /// fails is an error naming the file.
     pub fn apply(&self, res: &LinuxResources) -> Result<Vec<Unapplied>, CgroupError> {
         let mut a = Applier {
@@ -547,9 +548,11 @@ impl Cgroup {
             }
         }
         if res.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+            // They need the container's linux.devices too and are set once,
+            // on the new cgroup: see Cgroup::apply_devices.
             a.skip(
                 "devices",
-                "device cgroup rules are not enforced by the cgroup layer",
+                "device rules are applied when the cgroup is created, not by a later update",
             );
         }
         if let Some(b) = res.block_io() {

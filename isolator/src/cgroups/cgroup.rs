@@ -35,6 +35,9 @@ pub struct ResolveOptions {
     pub cpuset: bool,
     /// Also join the v1 blkio hierarchy (only for block I/O throttles).
     pub blkio: bool,
+    /// Also join the v1 devices hierarchy (only for device rules, which
+    /// [`Cgroup::apply_devices`] writes there).
+    pub devices: bool,
 }
 
 impl ResolveOptions {
@@ -54,7 +57,12 @@ impl ResolveOptions {
             .iter()
             .any(|l| l.as_ref().is_some_and(|l| !l.is_empty()))
         });
-        ResolveOptions { cpuset, blkio }
+        let devices = res.devices().as_ref().is_some_and(|d| !d.is_empty());
+        ResolveOptions {
+            cpuset,
+            blkio,
+            devices,
+        }
     }
 }
 
@@ -233,7 +241,8 @@ impl Cgroup {
             for h in layout.v1_hierarchies() {
                 let wanted = V1_CONTROLLERS.iter().any(|c| h.has(c))
                     || (opts.cpuset && h.has("cpuset"))
-                    || (opts.blkio && h.has("blkio"));
+                    || (opts.blkio && h.has("blkio"))
+                    || (opts.devices && h.has("devices"));
                 if wanted {
                     v1.push(place(h)?);
                 }
@@ -585,6 +594,29 @@ impl Cgroup {
                 "no freezer for cgroup {}",
                 self.display_path()
             )))
+        }
+    }
+
+    /// Enforces a device policy on the freshly created cgroup: in the v1
+    /// devices hierarchy when it was joined (V1 and hybrid hosts, resolved
+    /// with [`ResolveOptions::devices`]), else with an eBPF device filter
+    /// attached to the unified directory (pure v2; also a hybrid host
+    /// without a devices hierarchy, since cgroup BPF needs no controller).
+    /// Any failure is an error: a container must not get devices its
+    /// config denies.
+    pub fn apply_devices(&self, policy: &super::DevicePolicy) -> Result<(), CgroupError> {
+        let wrap = |e: CgroupError| CgroupError::Devices(Box::new(e));
+        if self.mode != CgroupMode::V2 {
+            if let Some(dir) = self.v1_dir("devices") {
+                return policy.apply_v1(dir).map_err(wrap);
+            }
+        }
+        match &self.unified {
+            Some(u) => policy.attach_bpf(&u.dir).map_err(wrap),
+            None => Err(wrap(CgroupError::Unsupported(format!(
+                "no devices hierarchy joined and no cgroup2 directory for cgroup {}",
+                self.path
+            )))),
         }
     }
 

@@ -53,6 +53,18 @@ pub enum CgroupError {
     /// Waiting for the kernel (freezing, emptying a cgroup) took too long.
     #[error("timed out waiting for {what} in {}", .path.display())]
     Timeout { what: String, path: PathBuf },
+    /// A `bpf(2)` step of the cgroup v2 device filter failed; `log` is the
+    /// verifier's output when loading failed.
+    #[error("{step} {}: {}{}", .path.display(), .source.desc(), if .log.is_empty() { String::new() } else { format!(" (verifier: {})", .log) })]
+    Bpf {
+        step: &'static str,
+        path: PathBuf,
+        source: Errno,
+        log: String,
+    },
+    /// Applying `linux.resources.devices` failed.
+    #[error("applying linux.resources.devices: {0}")]
+    Devices(Box<CgroupError>),
     /// Several hierarchies failed; every error is kept.
     #[error("{}", join(.0))]
     Multiple(Vec<CgroupError>),
@@ -66,7 +78,8 @@ impl CgroupError {
             | CgroupError::Write { source, .. }
             | CgroupError::Mkdir { source, .. }
             | CgroupError::Rmdir { source, .. } => source.raw_os_error().map(Errno::from_raw),
-            CgroupError::Kill { source, .. } => Some(*source),
+            CgroupError::Kill { source, .. } | CgroupError::Bpf { source, .. } => Some(*source),
+            CgroupError::Devices(e) => e.errno(),
             CgroupError::Multiple(v) => v.iter().find_map(|e| e.errno()),
             _ => None,
         }

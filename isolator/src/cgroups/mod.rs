@@ -25,8 +25,10 @@
 //! * In v1/hybrid mode the controllers used are memory, cpu, cpuacct, pids
 //!   and freezer (cpuset only on request, see [`ResolveOptions`]). A mount
 //!   carrying several controllers (`cpu,cpuacct`) is one hierarchy and one
-//!   directory. The `name=systemd`, devices, blkio, net_cls… hierarchies are
-//!   never touched.
+//!   directory. blkio and devices are joined when the resources need them
+//!   (device rules: the v1 devices controller, or an eBPF device filter on
+//!   cgroup v2; see `devices.rs`); `name=systemd`, net_cls… are never
+//!   touched.
 //!
 //! # Why not cgroups-rs
 //!
@@ -46,6 +48,7 @@
 
 mod apply;
 mod cgroup;
+mod devices;
 mod error;
 mod fsutil;
 mod layout;
@@ -58,6 +61,7 @@ mod tests;
 
 pub use apply::{shares_to_weight, Unapplied};
 pub use cgroup::{Cgroup, CgroupWarning, HierarchyDir, ResolveOptions};
+pub use devices::{DeviceKind, DeviceMatch, DevicePolicy, Insn};
 pub use error::CgroupError;
 pub use layout::{CgroupMode, Hierarchy, Layout};
 pub use stats::Stats;

@@ -32,7 +32,21 @@ pub fn run(a: Args) -> CmdResult {
             nix::unistd::getegid().as_raw(),
         )
     } else {
-        Spec::default()
+        let mut spec = Spec::default();
+        // As `runc spec`: "deny all" devices; the runtime's default devices
+        // stay usable (see isolator::cgroups::DevicePolicy).
+        if let Some(mut linux) = spec.linux().clone() {
+            let mut res = linux.resources().clone().unwrap_or_default();
+            let deny_all = oci_spec::runtime::LinuxDeviceCgroupBuilder::default()
+                .allow(false)
+                .access("rwm")
+                .build()
+                .map_err(|e| fail(anyhow::anyhow!("building the device rule: {e}")))?;
+            res.set_devices(Some(vec![deny_all]));
+            linux.set_resources(Some(res));
+            spec.set_linux(Some(linux));
+        }
+        spec
     };
     spec.set_version(launcher::runtime::OCI_VERSION.to_string());
     spec.set_hostname(Some("berth".to_string()));
