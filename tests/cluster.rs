@@ -632,3 +632,63 @@ fn cluster_cli_reserves_and_manages_volumes() {
         "everything is back to *: {total}"
     );
 }
+
+/// A master started with --credentials: `berth cluster` without them gets
+/// the master's 401; with --principal/--secret (or BERTH_PRINCIPAL and
+/// BERTH_SECRET) it lists, reserves and runs a task as that principal.
+#[test]
+fn cluster_cli_authenticates_to_a_master_with_credentials() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("credentials");
+    std::fs::write(&creds, "ops s3cret\n").unwrap();
+    let c = Cluster::start(
+        "cpus:2;mem:1024;disk:1000",
+        &[&format!("--credentials={}", creds.display())],
+        &[],
+    );
+    let cli = |args: &[&str], auth: bool| {
+        let mut cmd = Command::new(berth_bin());
+        cmd.arg("cluster").args(args).env("BERTH_MASTER", &c.addr);
+        if auth {
+            cmd.env("BERTH_PRINCIPAL", "ops")
+                .env("BERTH_SECRET", "s3cret");
+        }
+        let out = cmd.output().unwrap();
+        (out.status.code(), stdout(&out), stderr(&out))
+    };
+    let (code, _, err) = cli(&["agents"], false);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("401"), "{err}");
+    let (code, out, err) = cli(&["agents"], true);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("node1"), "{out}");
+    let aid = out
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let (code, _, err) = cli(
+        &[
+            "reserve",
+            "--agent",
+            &aid,
+            "--role",
+            "dev",
+            "--principal",
+            "ops",
+            "cpus:1",
+        ],
+        true,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, err) = cli(
+        &["run", "--role", "dev", "--", "echo", "authenticated"],
+        true,
+    );
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("TASK_FINISHED"), "{out}");
+}

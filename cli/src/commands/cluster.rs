@@ -12,7 +12,7 @@
 use std::future::Future;
 
 use berth::mesos::operator::{Answer, OperatorClient};
-use berth::mesos::{ClientError, MasterAddr, DEFAULT_MASTER};
+use berth::mesos::{ClientError, Credentials, MasterAddr, DEFAULT_MASTER};
 
 use crate::{CmdResult, Failure};
 
@@ -46,7 +46,7 @@ enum Verb {
     VolumeDestroy(ops::VolumeDestroyArgs),
 }
 
-/// Where the master is; shared by every verb.
+/// Where the master is, and who we are to it; shared by every verb.
 #[derive(clap::Args, Debug, Clone)]
 pub struct MasterArg {
     /// The master's HOST:PORT
@@ -57,6 +57,37 @@ pub struct MasterArg {
         default_value = DEFAULT_MASTER
     )]
     master: MasterAddr,
+    /// Who we are: authenticates with --secret, and is the principal
+    /// recorded in reservations, volumes and frameworks made here
+    #[arg(long, env = "BERTH_PRINCIPAL")]
+    principal: Option<String>,
+    /// The principal's secret (prefer the BERTH_SECRET environment variable)
+    #[arg(
+        long,
+        env = "BERTH_SECRET",
+        hide_env_values = true,
+        requires = "principal"
+    )]
+    secret: Option<String>,
+}
+
+impl MasterArg {
+    /// The principal given, if any.
+    pub fn principal(&self) -> Option<&str> {
+        self.principal.as_deref()
+    }
+
+    /// The master, with the credentials if given.
+    pub fn addr(&self) -> MasterAddr {
+        let credentials = match (&self.principal, &self.secret) {
+            (Some(principal), Some(secret)) => Some(Credentials {
+                principal: principal.clone(),
+                secret: secret.clone(),
+            }),
+            _ => None,
+        };
+        self.master.clone().with_credentials(credentials)
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -85,7 +116,7 @@ pub fn run(a: Args) -> CmdResult {
     match a.verb {
         Verb::Agents(l) => list(&rt, &l, "GET_AGENTS", table::agents),
         Verb::Frameworks(l) => {
-            let client = OperatorClient::new(&l.master.master);
+            let client = OperatorClient::new(&l.master.addr());
             let frameworks = block(&rt, client.get("GET_FRAMEWORKS"))?;
             if l.json {
                 print_raw(&frameworks);
@@ -115,7 +146,7 @@ fn list(
     call_type: &str,
     render: impl Fn(&serde_json::Value) -> Result<String, table::Error>,
 ) -> CmdResult {
-    let client = OperatorClient::new(&l.master.master);
+    let client = OperatorClient::new(&l.master.addr());
     let answer = block(rt, client.get(call_type))?;
     if l.json {
         print_raw(&answer);

@@ -27,6 +27,17 @@ pub const DEFAULT_PORT: u16 = 5050;
 pub struct MasterAddr {
     host: String,
     port: u16,
+    /// HTTP basic credentials for a master that authenticates.
+    credentials: Option<Credentials>,
+}
+
+/// A principal and its secret (Mesos' HTTP basic authentication).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The principal.
+    pub principal: String,
+    /// Its secret.
+    pub secret: String,
 }
 
 impl MasterAddr {
@@ -38,6 +49,21 @@ impl MasterAddr {
     /// The port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The same master, calls authenticated as `credentials`.
+    pub fn with_credentials(mut self, credentials: Option<Credentials>) -> MasterAddr {
+        self.credentials = credentials;
+        self
+    }
+
+    /// `req` with the basic credentials, if any. (reqwest drops them when
+    /// it follows a redirect to another host or port.)
+    pub(crate) fn authorize(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.credentials {
+            Some(c) => req.basic_auth(&c.principal, Some(&c.secret)),
+            None => req,
+        }
     }
 
     /// `http://HOST:PORT<path>`.
@@ -111,6 +137,7 @@ impl FromStr for MasterAddr {
         Ok(MasterAddr {
             host: host.to_string(),
             port,
+            credentials: None,
         })
     }
 }

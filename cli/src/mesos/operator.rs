@@ -49,8 +49,8 @@ impl OperatorClient {
             .unwrap_or("operator call")
             .to_string();
         let resp = self
-            .http
-            .post(self.master.url(OPERATOR_PATH))
+            .master
+            .authorize(self.http.post(self.master.url(OPERATOR_PATH)))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(reqwest::header::ACCEPT, "application/json")
             .timeout(CALL_TIMEOUT)

@@ -78,6 +78,8 @@ pub struct SchedulerClient {
     stream_id: String,
     framework_id: FrameworkID,
     resource_format: ResourceFormat,
+    /// Where it subscribed, with the credentials its calls carry.
+    addr: MasterAddr,
 }
 
 impl SchedulerClient {
@@ -91,8 +93,8 @@ impl SchedulerClient {
         let http = http_client();
         let resource_format = framework_info.resource_format();
         let body = call_json(&Call::subscribe(framework_info), resource_format)?;
-        let resp = http
-            .post(master.url(SCHEDULER_PATH))
+        let resp = master
+            .authorize(http.post(master.url(SCHEDULER_PATH)))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(reqwest::header::ACCEPT, "application/json")
             .body(body)
@@ -161,6 +163,7 @@ impl SchedulerClient {
                 stream_id,
                 framework_id: subscribed.framework_id.clone(),
                 resource_format,
+                addr: master.clone(),
             },
             subscribed,
             subscribed_json: json,
@@ -191,8 +194,8 @@ impl SchedulerClient {
         let what = call.call_type.to_string();
         let body = call_json(&call, self.resource_format)?;
         let resp = self
-            .http
-            .post(self.endpoint.clone())
+            .addr
+            .authorize(self.http.post(self.endpoint.clone()))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(reqwest::header::ACCEPT, "application/json")
             .header("Mesos-Stream-Id", &self.stream_id)

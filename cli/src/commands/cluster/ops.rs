@@ -21,9 +21,6 @@ pub struct ReserveArgs {
     /// The role to reserve for (or to unreserve from)
     #[arg(long)]
     role: String,
-    /// The principal recorded in the reservation
-    #[arg(long)]
-    principal: Option<String>,
     /// Resources in Mesos syntax, unreserved: "cpus:1;mem:256;disk:100"
     resources: String,
 }
@@ -47,9 +44,6 @@ pub struct VolumeCreateArgs {
     /// Where tasks see it, relative to their sandbox
     #[arg(long, default_value = "data")]
     path: String,
-    /// The principal recorded in the volume
-    #[arg(long)]
-    principal: Option<String>,
     /// The reservation holding the volume is static (from the agent's
     /// flags) rather than dynamic
     #[arg(long)]
@@ -105,13 +99,13 @@ fn resources_json(r: &Resources) -> Json {
 }
 
 async fn send(master: &MasterArg, call: Json) -> CmdResult {
-    let client = OperatorClient::new(&master.master);
+    let client = OperatorClient::new(&master.addr());
     client.call(&call).await.map_err(client_failure)?;
     Ok(0)
 }
 
 pub async fn reserve(a: ReserveArgs, unreserve: bool) -> CmdResult {
-    let resources = reserved(&a.resources, &a.role, a.principal.as_deref())?;
+    let resources = reserved(&a.resources, &a.role, a.master.principal())?;
     let (t, field) = if unreserve {
         ("UNRESERVE_RESOURCES", "unreserve_resources")
     } else {
@@ -145,13 +139,13 @@ pub async fn volume_create(a: VolumeCreateArgs) -> CmdResult {
     } else {
         volume.reserved(ResourceReservation::dynamic_for(
             a.role.clone(),
-            a.principal.clone(),
+            a.master.principal().map(String::from),
         ))
     };
     volume.disk = Some(DiskInfo {
         persistence: Some(Persistence {
             id: a.id.clone(),
-            principal: a.principal.clone(),
+            principal: a.master.principal().map(String::from),
         }),
         volume: Some(DiskVolume {
             container_path: a.path.clone(),
@@ -176,7 +170,7 @@ pub async fn volume_create(a: VolumeCreateArgs) -> CmdResult {
 /// Finds the volume by persistence id in the agent's resources (GET_AGENTS)
 /// and destroys exactly that.
 pub async fn volume_destroy(a: VolumeDestroyArgs) -> CmdResult {
-    let client = OperatorClient::new(&a.master.master);
+    let client = OperatorClient::new(&a.master.addr());
     let agents = client.get("GET_AGENTS").await.map_err(client_failure)?;
     let agents = agents.json.unwrap_or_default();
     let agent = agents["get_agents"]["agents"]

@@ -259,15 +259,21 @@ pub async fn run(a: Args) -> CmdResult {
     // Signal handlers first: a Ctrl-C while subscribing must not kill the
     // process before it can tear the framework down.
     let signals = Signals::new().map_err(|e| fail(format!("cannot handle signals: {e}")))?;
-    let master = a.master.master.clone();
+    let master = a.master.addr();
     let Subscription {
         client,
         subscribed,
         subscribed_json,
         mut events,
-    } = SchedulerClient::subscribe(&master, framework_info(&a.role))
-        .await
-        .map_err(client_failure)?;
+    } = SchedulerClient::subscribe(&master, {
+        // An authenticating master wants the framework's principal to be
+        // the authenticated one.
+        let mut info = framework_info(&a.role);
+        info.principal = a.master.principal().map(String::from);
+        info
+    })
+    .await
+    .map_err(client_failure)?;
     if a.json {
         print_json(&subscribed_json);
     } else {
