@@ -522,6 +522,65 @@ fn device_rules_are_enforced_inside_the_container() {
     );
 }
 
+/// A "cgroup" mount shows the container's own cgroups: on a v1/hybrid host
+/// (as runc) a read-only tmpfs with a read-only bind of the container's
+/// directory per hierarchy (the memory one with the container's limit),
+/// symlinks for comounted controllers and "unified"; on cgroup v2 a
+/// cgroup2 mount whose root (with a cgroup namespace) is the container's
+/// cgroup, with its memory.max.
+#[test]
+fn the_cgroup_mount_shows_the_containers_own_cgroups() {
+    require_root!();
+    let b = Berth::new();
+    for cgroupns in [true, false] {
+        let bundle = Bundle::new(&b, |c| {
+            c["mounts"].as_array_mut().unwrap().push(json!({
+                "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}));
+            c["linux"]["resources"]["memory"] = json!({"limit": 48 << 20});
+            let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+            ns.retain(|n| n["type"] != "cgroup");
+            if cgroupns {
+                ns.push(json!({"type": "cgroup"}));
+            }
+            c["process"]["args"] = sh("cd /sys/fs/cgroup; \
+                 if [ -d memory ]; then echo v1; cat memory/memory.limit_in_bytes; \
+                   [ -d cpu/ ] && [ -d cpuacct/ ] && echo cpu-dirs; [ -f unified/cgroup.procs ] && echo unified; \
+                   grep -q 'c 1:3 rwm' devices/devices.list && echo own-devices; \
+                   echo procs $(wc -l < memory/cgroup.procs); \
+                 else echo v2; cat memory.max; fi; \
+                 touch x 2>/dev/null && echo tmpfs-writable; \
+                 echo 1 > pids.max 2>/dev/null || echo 1 > pids/pids.max 2>/dev/null && echo cgroup-writable; \
+                 true");
+        });
+        let r = berth(&b, &["run", "--bundle", bundle.path(), "cgmount"]);
+        assert_eq!(r.code, 0, "cgroupns {cgroupns}: {}", r.err);
+        let lines: Vec<&str> = r.out.lines().collect();
+        if lines.first() == Some(&"v1") {
+            assert_eq!(lines[1], (48 << 20).to_string(), "{}", r.out);
+            // cpu and cpuacct: two mounts, or one comounted with links.
+            assert!(lines.contains(&"cpu-dirs"), "{}", r.out);
+            assert!(lines.contains(&"unified"), "{}", r.out);
+            // The container's devices cgroup: a whitelist.
+            assert!(lines.contains(&"own-devices"), "{}", r.out);
+            // Only the container's few processes are in the memory cgroup
+            // shown: the bind is its own directory, not the host's root.
+            let procs: u32 = lines
+                .iter()
+                .find_map(|l| l.strip_prefix("procs "))
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or_else(|| panic!("{}", r.out));
+            assert!((1..=3).contains(&procs), "{}", r.out);
+        } else {
+            assert_eq!(lines.first(), Some(&"v2"), "{}", r.out);
+            if cgroupns {
+                assert_eq!(lines[1], (48 << 20).to_string(), "{}", r.out);
+            }
+        }
+        assert!(!r.out.contains("writable"), "{}", r.out);
+    }
+}
+
 /// "tmpcopyup" (runc's and crun's extension; podman puts it on /tmp, /run
 /// and /var/tmp): the tmpfs starts with what the directory it covers held,
 /// and writes go to the tmpfs only.

@@ -438,6 +438,19 @@ fn limits_capabilities_read_only_and_no_network() {
         .collect();
     assert_eq!(ifaces, ["lo"], "--network none: {out}");
 
+    // /sys/fs/cgroup shows the container's own cgroups: on a v1 host runc's
+    // tmpfs of read-only binds (memory/ with the --memory limit), on v2 a
+    // cgroup2 whose root is the container's cgroup.
+    let limit_file = if common::is_cgroup_v2() {
+        "/sys/fs/cgroup/memory.max"
+    } else {
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes"
+    };
+    let out = p.ok(&["exec", &id, "cat", limit_file]);
+    assert_eq!(out.trim(), "67108864", "{limit_file}");
+    let o = p.run(&["exec", &id, "sh", "-c", &format!("echo 1 > {limit_file}")]);
+    assert!(!o.status.success(), "the cgroup mount is read-only");
+
     // The pids limit holds: of 60 more sleeps the ones past 50 cannot
     // start (busybox sh gives up at the first failed fork).
     let o = p.run(&[

@@ -321,6 +321,27 @@ pub struct MountContext<'a> {
     pub own_netns: bool,
     /// The container has its own cgroup namespace.
     pub own_cgroupns: bool,
+    /// What a mount of type "cgroup" shows.
+    pub cgroups: &'a CgroupView,
+}
+
+/// The container's cgroups as a "cgroup" mount shows them, prepared by the
+/// caller (`isolator::cgroups::mount_view`) before the container's init
+/// exists, from the host's view of the hierarchies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CgroupView {
+    /// On a v1 or hybrid host, as runc does: a tmpfs with one bind mount per
+    /// hierarchy, named as its mount point is (`memory`, `cpu,cpuacct`,
+    /// `systemd`, `unified`), of the container's own cgroup directory there.
+    /// Empty on a pure v2 host, where the mount is a cgroup2 filesystem.
+    pub v1: Vec<(String, PathBuf)>,
+    /// Symlinks next to those binds for comounted controllers, as on the
+    /// host: (`cpu`, `cpu,cpuacct`).
+    pub links: Vec<(String, String)>,
+    /// The container's cgroup2 directory: bound instead when a fresh cgroup2
+    /// cannot be mounted (EPERM in a user namespace without a cgroup
+    /// namespace of its own, as runc falls back).
+    pub unified: Option<PathBuf>,
 }
 
 /// Mounts every entry of the OCI `mounts` list under `ctx.root`, in order.
@@ -391,8 +412,13 @@ fn mount_one(m: &Mount, ctx: &MountContext) -> Result<()> {
                     return remount_bind(&dest, options.flags | MsFlags::MS_RDONLY, ctx.in_userns);
                 }
                 // OCI's "cgroup" type means "the container's view of its
-                // cgroups": with a cgroup namespace, a cgroup2 mount shows the
-                // container's own cgroup as the root.
+                // cgroups": on a v1 host runc's tmpfs of per-hierarchy
+                // binds; otherwise (and for an explicit "cgroup2") a cgroup2
+                // mount, which with a cgroup namespace shows the container's
+                // own cgroup as the root.
+                "cgroup" if !ctx.cgroups.v1.is_empty() => {
+                    return mount_cgroup_v1(&dest, options.flags, ctx);
+                }
                 "cgroup" | "cgroup2" => ("cgroup2", "cgroup2".to_string(), options.flags, None),
                 "" => return Err(RootfsError::InvalidMount {
                     destination: dest_rel.clone(),
@@ -454,10 +480,24 @@ fn mount_one(m: &Mount, ctx: &MountContext) -> Result<()> {
         }
         match (fstype, r) {
             (_, Ok(())) => {}
-            // Without a cgroup namespace of its own (or where the kernel
-            // refuses cgroup2 here), the container simply does not see a
-            // cgroup filesystem; that is not worth failing a launch over.
-            ("cgroup2", Err(_)) if !ctx.own_cgroupns || ctx.in_userns => {}
+            // In a user namespace without a cgroup namespace of its own the
+            // kernel refuses a fresh cgroup2: bind the container's own
+            // cgroup directory instead (runc's fallback).
+            ("cgroup2", Err(Errno::EPERM | Errno::EBUSY)) if ctx.cgroups.unified.is_some() => {
+                let src = ctx.cgroups.unified.as_deref().unwrap_or(Path::new("/"));
+                sys(
+                    "bind-mounting the container's cgroup on",
+                    &dest,
+                    mount(
+                        Some(src),
+                        &dest,
+                        None::<&str>,
+                        MsFlags::MS_BIND,
+                        None::<&str>,
+                    ),
+                )?;
+                remount_bind(&dest, flags | MsFlags::MS_RDONLY, ctx.in_userns)?;
+            }
             (_, Err(errno)) => {
                 return Err(RootfsError::Sys {
                     step: "mounting",
@@ -483,6 +523,69 @@ fn mount_one(m: &Mount, ctx: &MountContext) -> Result<()> {
                 &dest,
                 None::<&str>,
                 options.propagation,
+                None::<&str>,
+            ),
+        )?;
+    }
+    Ok(())
+}
+
+/// runc's "cgroup" mount on a v1 host: a tmpfs at `dest`, one read-only
+/// bind of the container's cgroup per hierarchy in it, symlinks for
+/// comounted controllers, and the tmpfs made read-only too when the mount
+/// asks for "ro". Every failure is an error: a container must not see the
+/// host's cgroups where it expects its own, nor nothing at all.
+fn mount_cgroup_v1(dest: &Path, flags: MsFlags, ctx: &MountContext) -> Result<()> {
+    create_mount_point(dest, true)?;
+    let tmpfs_flags = flags & !MsFlags::MS_RDONLY;
+    sys(
+        "mounting the cgroup tmpfs on",
+        dest,
+        mount(
+            Some("tmpfs"),
+            dest,
+            Some("tmpfs"),
+            tmpfs_flags,
+            Some("mode=755"),
+        ),
+    )?;
+    // The binds are read-only whatever the mount says, as runc's are:
+    // the container manages nothing through them, and a writable
+    // cgroupfs would let it raise its own limits.
+    let bind_flags = flags | MsFlags::MS_RDONLY;
+    for (name, source) in &ctx.cgroups.v1 {
+        let target = dest.join(name);
+        io("creating", &target, fs::create_dir(&target))?;
+        sys(
+            "bind-mounting the container's cgroup on",
+            &target,
+            mount(
+                Some(source.as_path()),
+                &target,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            ),
+        )?;
+        remount_bind(&target, bind_flags, ctx.in_userns)?;
+    }
+    for (link, target) in &ctx.cgroups.links {
+        let path = dest.join(link);
+        io(
+            "creating the symlink",
+            &path,
+            std::os::unix::fs::symlink(target, &path),
+        )?;
+    }
+    if flags.contains(MsFlags::MS_RDONLY) {
+        sys(
+            "making the cgroup tmpfs read-only:",
+            dest,
+            mount(
+                None::<&str>,
+                dest,
+                None::<&str>,
+                flags | MsFlags::MS_REMOUNT,
                 None::<&str>,
             ),
         )?;

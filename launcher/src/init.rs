@@ -80,6 +80,9 @@ pub struct InitConfig<'a> {
     /// The container's cgroup, whose v1 hierarchies init joins itself
     /// (the v2/unified one it was born in).
     pub cgroup: Option<&'a isolator::cgroups::Cgroup>,
+    /// What a "cgroup" mount shows, prepared before init exists (init may
+    /// be in a new cgroup namespace by the time it mounts).
+    pub cgroup_view: &'a isolator::rootfs::CgroupView,
     /// Created through runc's command line: hooks, preserved fds, keyring.
     pub runtime: Option<&'a crate::state::RuntimeOptions>,
     /// stdio is a pty slave, to become the controlling terminal.
@@ -291,6 +294,7 @@ fn filesystem(cfg: &InitConfig) -> Result<Option<String>, InitFailure> {
         in_userns: cfg.in_userns,
         own_netns: cfg.plan.has(LinuxNamespaceType::Network),
         own_cgroupns: cfg.plan.new_cgroupns,
+        cgroups: cfg.cgroup_view,
     };
     let mounts = spec.mounts().clone().unwrap_or_default();
     rootfs::mount_all(&mounts, &ctx).map_err(|e| ("mounts", e))?;

@@ -366,6 +366,11 @@ impl Supervisor {
             ),
             None => None,
         };
+        // Layout detection only fails without any cgroup filesystem; a
+        // "cgroup" mount then fails in init, naming it.
+        let cgroup_view = Layout::detect()
+            .map(|l| isolator::cgroups::mount_view(&l, self.cgroup.as_ref()))
+            .unwrap_or_default();
         let cfg = InitConfig {
             spec: &self.spec,
             plan: &self.plan,
@@ -379,6 +384,7 @@ impl Supervisor {
             stderr: &err_w,
             in_userns,
             cgroup: self.cgroup.as_ref(),
+            cgroup_view: &cgroup_view,
             runtime: self.runtime.as_ref(),
             terminal,
         };

@@ -784,3 +784,49 @@ fn enable_controllers(parents: &[PathBuf]) -> Vec<CgroupWarning> {
     }
     warnings
 }
+
+/// What a "cgroup" mount inside the container shows (see
+/// [`crate::rootfs::CgroupView`]): on a v1 or hybrid host, for every
+/// mounted v1 hierarchy, the container's directory when `cg` joined it,
+/// else the caller's own cgroup there (the container's init is born in
+/// it); the unified hierarchy as `unified` on a hybrid host. A hierarchy
+/// whose own cgroup the mount does not show is left out.
+pub fn mount_view(layout: &Layout, cg: Option<&Cgroup>) -> crate::rootfs::CgroupView {
+    let mut view = crate::rootfs::CgroupView {
+        unified: cg
+            .and_then(|c| c.unified_dir().map(Path::to_path_buf))
+            .or_else(|| layout.unified().and_then(|u| u.own_dir.clone())),
+        ..Default::default()
+    };
+    if layout.mode() == CgroupMode::V2 {
+        return view;
+    }
+    for h in layout.v1_hierarchies() {
+        let Some(name) = h.mount_point.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let joined = cg
+            .and_then(|c| c.v1.iter().find(|d| d.controllers == h.controllers))
+            .map(|d| d.dir.clone());
+        let Some(source) = joined.or_else(|| h.own_dir.clone()) else {
+            continue;
+        };
+        if view.v1.iter().any(|(n, _)| n == name) {
+            continue;
+        }
+        view.v1.push((name.to_string(), source));
+        if h.controllers.len() > 1 {
+            for c in &h.controllers {
+                if c != name && !c.starts_with("name=") {
+                    view.links.push((c.clone(), name.to_string()));
+                }
+            }
+        }
+    }
+    if let (CgroupMode::Hybrid, Some(u)) = (layout.mode(), &view.unified) {
+        if !view.v1.iter().any(|(n, _)| n == "unified") {
+            view.v1.push(("unified".to_string(), u.clone()));
+        }
+    }
+    view
+}

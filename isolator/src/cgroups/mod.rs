@@ -60,7 +60,7 @@ mod real_tests;
 mod tests;
 
 pub use apply::{shares_to_weight, Unapplied};
-pub use cgroup::{Cgroup, CgroupWarning, HierarchyDir, ResolveOptions};
+pub use cgroup::{mount_view, Cgroup, CgroupWarning, HierarchyDir, ResolveOptions};
 pub use devices::{DeviceKind, DeviceMatch, DevicePolicy, Insn};
 pub use error::CgroupError;
 pub use layout::{CgroupMode, Hierarchy, Layout};

@@ -781,3 +781,45 @@ fn cgroups_v1_block_io_throttles_need_the_blkio_hierarchy() {
         "254:0 100"
     );
 }
+
+#[test]
+fn mount_view_binds_the_containers_dirs_per_hierarchy() {
+    let fake = Fake::new(&["cpu,cpuacct/own", "memory", "systemd", "unified"]);
+    let mi = fake.mountinfo(&[
+        ("cpu,cpuacct", "cgroup", "rw,cpu,cpuacct"),
+        ("memory", "cgroup", "rw,memory"),
+        ("systemd", "cgroup", "rw,xattr,name=systemd"),
+        ("unified", "cgroup2", "rw"),
+    ]);
+    let layout = Layout::from_parts(
+        &mi,
+        "4:name=systemd:/sys\n3:memory:/\n2:cpu,cpuacct:/own\n0::/\n",
+    )
+    .unwrap();
+    let cg = Cgroup::resolve(&layout, "b/c").unwrap();
+    let view = mount_view(&layout, Some(&cg));
+    assert_eq!(
+        view.v1,
+        [
+            ("cpu,cpuacct".to_string(), fake.p("cpu,cpuacct/own/b/c")),
+            ("memory".to_string(), fake.p("memory/b/c")),
+            // Not joined: the caller's own cgroup, where init is born.
+            ("systemd".to_string(), fake.p("systemd/sys")),
+            ("unified".to_string(), fake.p("unified/b/c")),
+        ]
+    );
+    assert_eq!(
+        view.links,
+        [
+            ("cpu".to_string(), "cpu,cpuacct".to_string()),
+            ("cpuacct".to_string(), "cpu,cpuacct".to_string()),
+        ]
+    );
+
+    // Pure v2: no binds, the unified dir for the userns fallback.
+    let (fake, layout) = v2("/user.slice");
+    let cg = Cgroup::resolve(&layout, "b/c").unwrap();
+    let view = mount_view(&layout, Some(&cg));
+    assert!(view.v1.is_empty());
+    assert_eq!(view.unified, Some(fake.p("unified/user.slice/b/c")));
+}
