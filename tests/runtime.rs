@@ -639,6 +639,14 @@ fn fields_berth_cannot_honour_are_errors_naming_them() {
             }),
             "linux.resources.devices[0].access",
         ),
+        // Known runtime-spec fields the OCI model drops when parsing.
+        (
+            Box::new(|c| {
+                c["mounts"][0]["uidMappings"] =
+                    json!([{"containerID": 0, "hostID": 100000, "size": 65536}])
+            }),
+            "mounts[0].uidMappings",
+        ),
         // Lowering oomScoreAdj needs CAP_SYS_RESOURCE, which root lacks on
         // these hosts (where it has it, this case is skipped below).
         (
@@ -666,6 +674,14 @@ fn fields_berth_cannot_honour_are_errors_naming_them() {
         assert!(r.err.contains(field), "{field}: {}", r.err);
         assert_eq!(berth(&b, &["list", "-q"]).out, "", "{field}");
     }
+    // Properties the runtime-spec does not define are ignored, as it says.
+    let bundle = Bundle::new(&b, |c| {
+        c["process"]["args"] = json!(["true"]);
+        c["org.example.extension"] = json!({"x": 1});
+        c["linux"]["org.example.field"] = json!("y");
+    });
+    let r = berth(&b, &["run", "--bundle", bundle.path(), "unknown-fields"]);
+    assert_eq!(r.code, 0, "{}", r.err);
 }
 
 #[test]

@@ -90,6 +90,14 @@ impl Launcher {
         let mut spec = Spec::load(&config)
             .map_err(|e| Error::Spec(format!("loading {}: {e}", config.display())))?;
         crate::support::check(&spec)?;
+        // Fields the model drops on parsing are checked on the raw JSON.
+        let raw: serde_json::Value = std::fs::read(&config)
+            .map_err(|e| Error::io("reading", &config, e))
+            .and_then(|b| {
+                serde_json::from_slice(&b)
+                    .map_err(|e| Error::Spec(format!("loading {}: {e}", config.display())))
+            })?;
+        crate::support::check_raw(&raw)?;
         let terminal = spec
             .process()
             .as_ref()
