@@ -254,8 +254,11 @@ fn exercise_devices(layout: &Layout, parent: &str, opts: ResolveOptions) {
 
 #[test]
 fn devices_real_v1_controller() {
-    if !can_run() || !Path::new("/sys/fs/cgroup/devices").is_dir() {
-        println!("skipped: needs root and the v1 devices controller");
+    if !can_run() {
+        return;
+    }
+    if !Path::new("/sys/fs/cgroup/devices").is_dir() {
+        println!("skipped: needs the v1 devices controller");
         return;
     }
     let layout = Layout::detect().unwrap();
