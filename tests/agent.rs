@@ -649,3 +649,91 @@ async fn a_killed_agent_restarts_readopts_its_containers_and_resends_updates() {
     }
     assert_eq!(master_agents(&c), [(aid, true)]);
 }
+
+/// A reboot of the agent's host, simulated honestly: the agent is stopped,
+/// its containers are killed (a reboot takes them), and the boot id changes
+/// (`--boot-id-file`, a test-only flag naming the file read instead of the
+/// kernel's /proc/sys/kernel/random/boot_id). The agent registers as a new
+/// agent naming the old one; the master reports the old agent's tasks as
+/// TASK_GONE to a PARTITION_AWARE framework and TASK_LOST to the other,
+/// both with REASON_AGENT_RESTARTED, and forgets the old agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_reboot_the_old_tasks_are_gone_and_the_agent_is_new() {
+    require_root!();
+    let boot = tempfile::tempdir().unwrap();
+    let boot_file = boot.path().join("boot_id");
+    std::fs::write(&boot_file, "boot-1\n").unwrap();
+    let mut c = Cluster::start(
+        RESOURCES,
+        &[],
+        &[&format!("--boot-id-file={}", boot_file.display())],
+    );
+    let old = registered_as(&mut c, 1);
+    let mut aware = framework(&c, &["PARTITION_AWARE"]).await;
+    aware
+        .launch(|o| vec![task("a1", o, 0.5, 32.0, shell("sleep 1000"))])
+        .await;
+    let a1 = ack_until(&mut aware, "a1", TaskState::Running).await;
+    // The rest is refused by this framework for a while, so that the
+    // other one is offered it.
+    aware.idle(Duration::from_millis(500)).await;
+    let mut plain = framework(&c, &[]).await;
+    plain
+        .launch(|o| vec![task("p1", o, 0.5, 32.0, shell("sleep 1000"))])
+        .await;
+    let p1 = ack_until(&mut plain, "p1", TaskState::Running).await;
+    let cids = [container_id(&a1[1]), container_id(&p1[1])];
+
+    // The "reboot": agent down, containers dead, a new boot id.
+    c.agent.stop();
+    for cid in &cids {
+        c.berth.ok(&["kill", "-s", "KILL", cid]);
+        let exit = c.berth.state_dir(cid).join("exit.json");
+        wait_for("the container's death", || exit.exists());
+    }
+    std::fs::write(&boot_file, "boot-2\n").unwrap();
+    c.restart_agent();
+    c.agent.line("the host rebooted since agent");
+    let new = registered_as(&mut c, 1);
+    assert_ne!(new, old);
+
+    let s = aware.next_of("a1").await;
+    assert_eq!(s.state, TaskState::Gone, "{s:?}");
+    assert_eq!(s.reason, Some(Reason::AgentRestarted), "{s:?}");
+    assert_eq!(
+        s.agent_id.as_ref().map(|a| a.value.as_str()),
+        Some(old.as_str())
+    );
+    let s = plain.next_of("p1").await;
+    assert_eq!(s.state, TaskState::Lost, "{s:?}");
+    assert_eq!(s.reason, Some(Reason::AgentRestarted), "{s:?}");
+
+    // Only the new agent is left; the stale containers are gone from the
+    // launcher; reconciliation of the old task knows nothing more of it.
+    wait_for("only the new agent", || {
+        master_agents(&c) == [(new.clone(), true)]
+    });
+    for cid in &cids {
+        assert!(!c.berth.state_dir(cid).exists(), "{cid} left behind");
+    }
+    aware
+        .sub
+        .client
+        .reconcile(vec![berth::mesos::scheduler::reconcile_task(
+            TaskID::new("a1"),
+            None,
+        )])
+        .await
+        .unwrap();
+    let s = aware.next_of("a1").await;
+    assert_eq!(s.state, TaskState::Unknown, "{s:?}");
+
+    // The new agent runs tasks (the other framework leaves first: it would
+    // hold the offers it is not reading).
+    plain.sub.client.teardown().await.unwrap();
+    let offer = aware
+        .launch(|o| vec![task("a2", o, 0.5, 32.0, shell("sleep 1000"))])
+        .await;
+    assert_eq!(offer.agent_id.value, new);
+    ack_until(&mut aware, "a2", TaskState::Running).await;
+}

@@ -167,6 +167,9 @@ pub(crate) struct Link {
 pub(crate) struct State {
     pub agent_id: Option<AgentID>,
     pub boot_id: String,
+    /// The id this agent had before its host rebooted (it registers anew;
+    /// REGISTER names the old one so that the master reports its tasks).
+    pub previous_agent_id: Option<AgentID>,
     pub frameworks: BTreeMap<FrameworkID, Framework>,
     pub completed: VecDeque<(FrameworkID, Task)>,
     pub updates: UpdateManager,
@@ -253,7 +256,8 @@ impl Agent {
         };
         let state = State {
             agent_id: None,
-            boot_id: paths::current_boot_id(),
+            boot_id: paths::current_boot_id(&cfg.boot_id_file),
+            previous_agent_id: None,
             frameworks: BTreeMap::new(),
             completed: VecDeque::new(),
             updates: UpdateManager::new(cfg.status_update_retry_min, cfg.status_update_retry_max),
@@ -449,6 +453,12 @@ impl Shared {
             tasks,
             frameworks,
             checkpointed_resources: st.checkpointed.clone(),
+            // Only until the master gave this agent an id.
+            previous_agent_id: st
+                .agent_id
+                .is_none()
+                .then(|| st.previous_agent_id.clone())
+                .flatten(),
         }
     }
 
@@ -1275,7 +1285,26 @@ impl Shared {
             return Ok(());
         };
         if old_boot.as_deref() != Some(st.boot_id.as_str()) {
-            log!("the host rebooted since agent {aid} ran: registering as a new agent");
+            // The reboot took the containers with it; what the launcher
+            // still has of them (state directories, exit records) is stale.
+            let mut stale = 0;
+            for ids in self.work.checkpointed_runs(&aid) {
+                if self.launcher.load(&ids.container_id).is_ok() {
+                    match self.launcher.remove(&ids.container_id, true) {
+                        Ok(_) => stale += 1,
+                        Err(e) => log!(
+                            "removing container {} of task {} left from before the reboot: {e}",
+                            ids.container_id,
+                            ids.task_id
+                        ),
+                    }
+                }
+            }
+            log!(
+                "the host rebooted since agent {aid} ran: registering as a new agent \
+                 ({stale} container(s) of its tasks removed)"
+            );
+            st.previous_agent_id = Some(AgentID::new(&aid));
             let _ = std::fs::remove_file(self.work.latest());
             return Ok(());
         }

@@ -39,6 +39,8 @@ pub struct Flags {
     pub launcher_root: Option<PathBuf>,
     /// `--volume-root` (the global flag, or BERTH_VOLUME_ROOT).
     pub volume_root: Option<PathBuf>,
+    /// `--boot-id-file` (tests only; default the kernel's).
+    pub boot_id_file: Option<PathBuf>,
 }
 
 /// What the agent runs with.
@@ -70,6 +72,9 @@ pub struct AgentConfig {
     pub supervisor_exe: Option<PathBuf>,
     /// Parent of the containers' cgroups (under the agent's own cgroup).
     pub cgroup_parent: String,
+    /// The file the host's boot id is read from: the kernel's, except in
+    /// tests that simulate a reboot (`--boot-id-file`) without rebooting.
+    pub boot_id_file: PathBuf,
 }
 
 impl Flags {
@@ -138,6 +143,9 @@ impl Flags {
             status_update_retry_max: DEFAULT_RETRY_MAX.max(retry_min),
             supervisor_exe: None,
             cgroup_parent: "berth".to_string(),
+            boot_id_file: self
+                .boot_id_file
+                .unwrap_or_else(|| PathBuf::from(crate::paths::BOOT_ID_FILE)),
         })
     }
 }

@@ -219,6 +219,7 @@ mod tests {
             tasks: Vec::new(),
             frameworks: Vec::new(),
             checkpointed_resources: Default::default(),
+            previous_agent_id: None,
         })
     }
 

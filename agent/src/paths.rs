@@ -180,9 +180,13 @@ pub fn new_container_id() -> String {
     )
 }
 
-/// The host's boot id; containers do not survive a change of it.
-pub fn current_boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+/// Where the kernel publishes the host's boot id.
+pub const BOOT_ID_FILE: &str = "/proc/sys/kernel/random/boot_id";
+
+/// The host's boot id read from `file` (normally [`BOOT_ID_FILE`]);
+/// containers do not survive a change of it.
+pub fn current_boot_id(file: &Path) -> String {
+    std::fs::read_to_string(file)
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
 }

@@ -1440,19 +1440,36 @@ impl Core {
                 fw.send(&Event::update(reply(task)));
                 continue;
             }
-            let agent = wanted
-                .agent_id
-                .as_ref()
-                .and_then(|a| self.agents.get(&a.value));
-            let (state, message) = match (&wanted.agent_id, agent) {
-                (Some(_), Some(a)) if a.unreachable_time.is_some() => (
+            // The named agent: admitted and reachable, or unreachable since
+            // (partitioned, or missing since a failover), or unknown.
+            let unreachable_since = wanted.agent_id.as_ref().and_then(|a| {
+                match (
+                    self.agents.get(&a.value),
+                    self.recovered_agents.get(&a.value),
+                ) {
+                    (Some(agent), _) => Some(agent.unreachable_time),
+                    (None, Some(r)) => Some(r.unreachable_time),
+                    (None, None) => None,
+                }
+            });
+            let (state, message) = match unreachable_since {
+                Some(Some(_)) => (
                     TaskState::Unreachable,
                     "Reconciliation: Task is unreachable",
                 ),
-                (Some(_), Some(_)) => (
-                    TaskState::Gone,
-                    "Reconciliation: Task is unknown to the agent",
-                ),
+                Some(None)
+                    if wanted
+                        .agent_id
+                        .as_ref()
+                        .is_some_and(|a| self.agents.contains_key(&a.value)) =>
+                {
+                    (
+                        TaskState::Gone,
+                        "Reconciliation: Task is unknown to the agent",
+                    )
+                }
+                // Unknown, or a recovered agent that may still re-register
+                // with it.
                 _ => (TaskState::Unknown, "Reconciliation: Task is unknown"),
             };
             let mut s = master_status(
@@ -1463,11 +1480,12 @@ impl Core {
                 message,
             );
             if state == TaskState::Unreachable {
-                s.unreachable_time = agent.and_then(|a| a.unreachable_time).map(|t| {
-                    masterlink::scheduler::TimeInfo {
-                        nanoseconds: (t * 1e9) as i64,
-                    }
-                });
+                s.unreachable_time =
+                    unreachable_since
+                        .flatten()
+                        .map(|t| masterlink::scheduler::TimeInfo {
+                            nanoseconds: (t * 1e9) as i64,
+                        });
             }
             fw.send(&Event::update(s));
         }
@@ -1613,11 +1631,30 @@ impl Core {
             .admit_agent(&record)
             .map_err(|e| format!("Failed to admit the agent in the registry: {e}"))?;
 
+        // A new agent on a host that rebooted: the agent it replaces lost
+        // its containers with the reboot. Mesos' agent reports this as
+        // REASON_AGENT_RESTARTED; here the master says it for the old agent
+        // at once (GONE, or LOST to frameworks that are not
+        // PARTITION_AWARE), as it would after the old agent's pings timed
+        // out, and forgets it.
+        if !reregister {
+            if let Some(previous) = register.previous_agent_id.as_ref().map(|a| a.value.clone()) {
+                self.replace_rebooted_agent(&previous);
+            }
+        }
         // A recovered agent is back.
-        self.recovered_agents.remove(&agent_id);
+        let recovered_unreachable = self
+            .recovered_agents
+            .remove(&agent_id)
+            .is_some_and(|a| a.unreachable_time.is_some());
         // A known agent: drop the old view (its offers, its allocations) and
         // rebuild it from what the agent reports.
         let old = self.agents.remove(&agent_id);
+        // Back from a partition (or from missing the re-registration
+        // deadline after a failover): its tasks were reported UNREACHABLE,
+        // or LOST to frameworks that are not PARTITION_AWARE.
+        let was_unreachable =
+            recovered_unreachable || old.as_ref().is_some_and(|a| a.unreachable_time.is_some());
         let old_tasks: BTreeSet<(String, String)> =
             old.as_ref().map(|a| a.tasks.clone()).unwrap_or_default();
         let offers: Vec<String> = self
@@ -1633,6 +1670,11 @@ impl Core {
 
         let mut used: BTreeMap<String, Resources> = BTreeMap::new();
         let mut reported = BTreeSet::new();
+        // Tasks of frameworks that are not PARTITION_AWARE on an agent back
+        // from a partition: the master forgets them and has the agent kill
+        // them (below), as Mesos does.
+        let mut forgotten = BTreeSet::new();
+        let mut shutdown_unaware = BTreeSet::new();
         for AgentTask {
             framework_id,
             task,
@@ -1646,6 +1688,17 @@ impl Core {
             let Some(fw) = self.frameworks.get_mut(&fid) else {
                 continue;
             };
+            if was_unreachable && !fw.has(FrameworkCapabilityType::PartitionAware) {
+                // The framework was told TASK_LOST and may have launched a
+                // replacement elsewhere: the task must not come back to it.
+                forgotten.insert((fid.clone(), tid.clone()));
+                shutdown_unaware.insert(fid.clone());
+                if let Some(mut t) = fw.tasks.remove(&tid) {
+                    t.state = TaskState::Lost;
+                    push_bounded(&mut fw.completed_tasks, t, MAX_COMPLETED_TASKS);
+                }
+                continue;
+            }
             if !state.is_terminal() {
                 *used.entry(fid.clone()).or_default() += &task.resources;
             }
@@ -1670,6 +1723,40 @@ impl Core {
             if let Some(s) = latest_status {
                 push_status(&mut entry.statuses, s);
             }
+            if was_unreachable {
+                // The framework last heard TASK_UNREACHABLE: it is told the
+                // task's current state (Mesos' REASON_AGENT_REREGISTERED).
+                // No uuid: the agent's own update stream stays the reliable
+                // record, this only corrects what the master said.
+                let mut s = entry
+                    .statuses
+                    .iter()
+                    .rev()
+                    .find(|s| s.source != Some(TaskSource::Master))
+                    .cloned()
+                    .unwrap_or_else(|| TaskStatus::new(entry.info.task_id.clone(), state));
+                s.state = state;
+                s.uuid = None;
+                s.source = Some(TaskSource::Master);
+                s.reason = Some(Reason::AgentReregistered);
+                s.message = Some("Agent reregistered".into());
+                s.agent_id = Some(AgentID::new(agent_id.clone()));
+                s.unreachable_time = None;
+                s.timestamp = Some(now);
+                push_status(&mut entry.statuses, s.clone());
+                fw.send(&Event::update(s));
+            }
+        }
+        if !shutdown_unaware.is_empty() {
+            eprintln!(
+                "berth master: agent {agent_id} is back from a partition; shutting down the \
+                 frameworks on it that are not PARTITION_AWARE: {}",
+                shutdown_unaware
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
         }
         // Dynamic reservations and volumes: the registry's record wins (it
         // was written before any change was answered); without one (a new
@@ -1736,7 +1823,7 @@ impl Core {
             missed_pings: 0,
             next_ping: 0,
             unreachable_time: None,
-            tasks: reported,
+            tasks: reported.difference(&forgotten).cloned().collect(),
             checkpointed,
         };
         agent.send(&MasterMessage::Registered {
@@ -1757,7 +1844,7 @@ impl Core {
         agent.send(&MasterMessage::CheckpointResources {
             resources: agent.checkpointed.clone(),
         });
-        for framework_id in shutdown {
+        for framework_id in shutdown.into_iter().chain(shutdown_unaware) {
             agent.send(&MasterMessage::ShutdownFramework {
                 framework_id: FrameworkID::new(framework_id),
             });
@@ -1947,7 +2034,11 @@ impl Core {
                 if task.state.is_terminal() {
                     continue;
                 }
-                task.state = shown;
+                // The master keeps the true state (UNREACHABLE, as Mesos'
+                // unreachable tasks): reconciliation and the APIs show it,
+                // translated for frameworks that are not PARTITION_AWARE,
+                // and a re-registration can tell which tasks came back.
+                task.state = state;
                 task.resources_recovered = true;
                 let mut s = master_status(
                     &task.info.task_id,
@@ -1963,6 +2054,12 @@ impl Core {
                 }
                 push_status(&mut task.statuses, s.clone());
                 fw.send(&Event::update(s));
+                // A removed agent's tasks are over (the update carries no
+                // uuid, so no acknowledgement would ever complete them).
+                if state.is_terminal() {
+                    let task = fw.tasks.remove(&tid).expect("present");
+                    push_bounded(&mut fw.completed_tasks, task, MAX_COMPLETED_TASKS);
+                }
             }
             if told.insert(fid.clone()) {
                 fw.send(&Event::failure(Failure {
@@ -1981,6 +2078,35 @@ impl Core {
             self.agents.remove(agent_id);
         }
         self.wake_allocator();
+    }
+
+    /// `agent_id`'s host rebooted and its agent registered anew: its tasks
+    /// are GONE (LOST for frameworks that are not PARTITION_AWARE) with
+    /// REASON_AGENT_RESTARTED, frameworks get FAILURE, and the old agent
+    /// leaves the master and the registry (it can never come back: its
+    /// work dir now belongs to the new agent).
+    fn replace_rebooted_agent(&mut self, agent_id: &str) {
+        let known = self.agents.contains_key(agent_id);
+        let recovered = self.recovered_agents.remove(agent_id).is_some();
+        if !known && !recovered {
+            return; // already forgotten (e.g. the REGISTER was retried)
+        }
+        eprintln!(
+            "berth master: agent {agent_id} rebooted and registers as a new agent; its tasks are gone"
+        );
+        if known {
+            self.remove_agent(
+                agent_id,
+                TaskState::Gone,
+                Reason::AgentRestarted,
+                "Agent restarted after a reboot of its host: the task's container is gone",
+            );
+        } else {
+            self.counters.agent_removals += 1;
+        }
+        if let Err(e) = self.registry.remove_agent(agent_id) {
+            eprintln!("berth master: cannot remove agent {agent_id} from the registry: {e}");
+        }
     }
 
     /// Attributes of an agent, for the APIs.

@@ -387,6 +387,147 @@ async fn lost_agent_rescinds_offers_and_marks_tasks() {
     master.shutdown().await.unwrap();
 }
 
+/// A partitioned agent (silent past its pings) that comes back: Mesos'
+/// semantics for PARTITION_AWARE frameworks and the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_agent_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = start_with(dir.path(), |c| {
+        fast(c);
+        c.agent_ping_interval = Duration::from_millis(100);
+        c.max_agent_ping_timeouts = 3;
+    })
+    .await;
+    let addr = master.local_addr();
+    let mut agent = LinkedAgent::register(addr, "node1", "cpus:2;mem:512").await;
+    let aware_info = framework("aware", "dev", &["PARTITION_AWARE"]);
+    let plain_info = framework("plain", "dev", &[]);
+    let mut aware = Sched::subscribe(addr, aware_info.clone()).await;
+    let offer = aware.next_of("OFFERS").await["offers"]["offers"][0].clone();
+    let t1 = task("t1", &agent.id, 1.0, 64.0);
+    aware.call(launch(&offer, vec![t1.clone()])).await;
+    assert_eq!(agent.next().await.unwrap()["type"], "RUN_TASK");
+    // The rest goes to the other framework once declined.
+    let rest = aware.next_of("OFFERS").await["offers"]["offers"][0]["id"].clone();
+    aware
+        .call(json!({"type": "DECLINE", "decline": {"offer_ids": [rest],
+            "filters": {"refuse_seconds": 3600}}}))
+        .await;
+    let mut plain = Sched::subscribe(addr, plain_info.clone()).await;
+    let offer = plain.next_of("OFFERS").await["offers"]["offers"][0].clone();
+    let t2 = task("t2", &agent.id, 1.0, 64.0);
+    plain.call(launch(&offer, vec![t2.clone()])).await;
+    assert_eq!(agent.next().await.unwrap()["type"], "RUN_TASK");
+    agent.update(&aware.id, "t1", "TASK_RUNNING", 1).await;
+    agent.update(&plain.id, "t2", "TASK_RUNNING", 2).await;
+    assert_eq!(
+        aware.next_of("UPDATE").await["update"]["status"]["state"],
+        "TASK_RUNNING"
+    );
+    assert_eq!(
+        plain.next_of("UPDATE").await["update"]["status"]["state"],
+        "TASK_RUNNING"
+    );
+
+    // Partitioned: UNREACHABLE (with its time) to the partition-aware
+    // framework, LOST to the other.
+    let aid = agent.id.clone();
+    drop(agent);
+    let u = timeout(WAIT, aware.next_of("UPDATE"))
+        .await
+        .expect("update");
+    let s = &u["update"]["status"];
+    assert_eq!(s["state"], "TASK_UNREACHABLE", "{u}");
+    assert_eq!(s["reason"], "REASON_AGENT_REMOVED", "{u}");
+    assert!(
+        s["unreachable_time"]["nanoseconds"].as_i64().unwrap() > 0,
+        "{u}"
+    );
+    let u = timeout(WAIT, plain.next_of("UPDATE"))
+        .await
+        .expect("update");
+    assert_eq!(u["update"]["status"]["state"], "TASK_LOST", "{u}");
+
+    // Explicit reconciliation while it is away: UNREACHABLE (LOST for the
+    // other), for a known task and for one the master never heard of.
+    for (fw, expect) in [(&mut aware, "TASK_UNREACHABLE"), (&mut plain, "TASK_LOST")] {
+        let tid = if expect == "TASK_LOST" { "t2" } else { "t1" };
+        fw.call(json!({"type": "RECONCILE", "reconcile": {"tasks": [
+            {"task_id": {"value": tid}, "agent_id": {"value": aid}},
+            {"task_id": {"value": "never"}, "agent_id": {"value": aid}}]}}))
+            .await;
+        for _ in 0..2 {
+            let u = fw.next_of("UPDATE").await;
+            let s = &u["update"]["status"];
+            assert_eq!(s["state"], expect, "{u}");
+            assert_eq!(s["reason"], "REASON_RECONCILIATION", "{u}");
+            if expect == "TASK_UNREACHABLE" {
+                assert!(
+                    s["unreachable_time"]["nanoseconds"].as_i64().unwrap() > 0,
+                    "{u}"
+                );
+            }
+        }
+    }
+
+    // Back with both tasks running: the partition-aware framework is told
+    // the current state (REASON_AGENT_REREGISTERED); the other framework is
+    // shut down on the agent and hears nothing more.
+    let running = |fid: &str, t: &Json| json!({"framework_id": {"value": fid}, "task": t, "state": "TASK_RUNNING"});
+    let mut aware_fi = aware_info.clone();
+    aware_fi["id"] = json!({"value": aware.id});
+    let mut plain_fi = plain_info.clone();
+    plain_fi["id"] = json!({"value": plain.id});
+    let resources = masterlink::resources::parse("cpus:2;mem:512").unwrap();
+    let mut agent = LinkedAgent::register_call(
+        addr,
+        json!({
+            "type": "REGISTER",
+            "protocol_version": masterlink::protocol::PROTOCOL_VERSION,
+            "version": "test", "boot_id": "boot",
+            "agent_info": {"hostname": "node1", "port": 5051, "ip": "127.0.0.1",
+                           "resources": resources, "id": {"value": aid}},
+            "tasks": [running(&aware.id, &t1), running(&plain.id, &t2)],
+            "frameworks": [aware_fi, plain_fi],
+        }),
+    )
+    .await;
+    let m = agent.next().await.unwrap();
+    assert_eq!(m["type"], "SHUTDOWN_FRAMEWORK", "{m}");
+    assert_eq!(m["framework_id"]["value"], plain.id.as_str(), "{m}");
+    let u = timeout(WAIT, aware.next_of("UPDATE"))
+        .await
+        .expect("update");
+    let s = &u["update"]["status"];
+    assert_eq!(s["state"], "TASK_RUNNING", "{u}");
+    assert_eq!(s["reason"], "REASON_AGENT_REREGISTERED", "{u}");
+    assert_eq!(s["source"], "SOURCE_MASTER", "{u}");
+    assert!(s["uuid"].is_null(), "{u}");
+    let (_, body) = post_json(addr, "/api/v1", &[], &json!({"type": "GET_TASKS"})).await;
+    let tasks: Json = serde_json::from_str(&body).unwrap();
+    let running: Vec<&str> = tasks["get_tasks"]["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["task_id"]["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(running, ["t1"], "{body}");
+    assert!(
+        tasks["get_tasks"]["unreachable_tasks"]
+            .as_array()
+            .is_none_or(|a| a.is_empty()),
+        "{body}"
+    );
+    // Only t1's resources are in use: the other cpu is offered again.
+    let offer = timeout(WAIT, plain.next_of("OFFERS")).await.expect("offer");
+    assert_eq!(
+        scalar(&offer["offers"]["offers"][0]["resources"], "cpus"),
+        1.0,
+        "{offer}"
+    );
+    master.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disconnected_framework_keeps_its_tasks_until_its_failover_timeout() {
     let dir = tempfile::tempdir().unwrap();

@@ -99,6 +99,13 @@ pub struct Register {
     /// `agent_info.resources` stays the static total from the flags.
     #[serde(default, skip_serializing_if = "Resources::is_empty")]
     pub checkpointed_resources: Resources,
+    /// Set by an agent that registers anew after its host rebooted: the id
+    /// it had before. Its containers died with the reboot, so the master
+    /// reports that agent's tasks GONE (LOST to frameworks that are not
+    /// PARTITION_AWARE) with REASON_AGENT_RESTARTED at once instead of
+    /// waiting for its pings to time out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_agent_id: Option<AgentID>,
 }
 
 /// `STATUS_UPDATE`: a task's status changed. `status.uuid` is set: the agent
@@ -336,6 +343,7 @@ mod tests {
             tasks: Vec::new(),
             frameworks: Vec::new(),
             checkpointed_resources: Resources::new(),
+            previous_agent_id: None,
         });
         let json = serde_json::to_value(&call).unwrap();
         assert_eq!(json["type"], "REGISTER");

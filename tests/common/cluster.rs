@@ -30,7 +30,13 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn spawn(name: &'static str, args: &[String]) -> Daemon {
-        let mut child = Command::new(berth_bin())
+        Daemon::spawn_program(name, &berth_bin(), args)
+    }
+
+    /// A daemon run through another program that execs it (`nsenter
+    /// --net=... berth agent ...`), so that the pid is still the daemon's.
+    pub fn spawn_program(name: &'static str, program: &Path, args: &[String]) -> Daemon {
+        let mut child = Command::new(program)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -40,6 +40,10 @@ pub struct Args {
     /// The launcher's state root for the agent's containers (default: WORK_DIR/containers)
     #[arg(long = "launcher-root", value_name = "DIR")]
     launcher_root: Option<PathBuf>,
+    /// Tests only: read the host's boot id from FILE instead of the
+    /// kernel's, so that a test can simulate a reboot by changing it
+    #[arg(long = "boot-id-file", value_name = "FILE", hide = true)]
+    boot_id_file: Option<PathBuf>,
 }
 
 /// `volume_root`: the global `--volume-root` / BERTH_VOLUME_ROOT when given
@@ -57,6 +61,7 @@ pub fn run(a: Args, volume_root: Option<PathBuf>) -> CmdResult {
         status_update_retry_interval: a.status_update_retry_interval,
         launcher_root: a.launcher_root,
         volume_root,
+        boot_id_file: a.boot_id_file,
     };
     let cfg = flags.into_config().map_err(|e| Failure {
         code: 2,

@@ -298,6 +298,11 @@ impl LinkedAgent {
         if let Some(id) = id {
             call["agent_info"]["id"] = json!({"value": id});
         }
+        Self::register_call(addr, call).await
+    }
+
+    /// REGISTERs with a whole REGISTER call (tasks, frameworks...).
+    pub async fn register_call(addr: SocketAddr, call: Json) -> LinkedAgent {
         let (head, conn) = Conn::open(
             addr,
             "POST",
