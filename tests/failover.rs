@@ -14,7 +14,14 @@
 //!   the framework re-subscribes and reconciles: the task still runs, the
 //!   reservation is still there. Prints the measured failover time.
 //!
-//! Both print "skipped: ..." without etcd. Every wait is bounded.
+//! * `pymesos_scheduler_fails_over_then_its_framework_expires` (root,
+//!   pymesos; no etcd): scheduler failover with tests/py/pymesos_failover.py
+//!   -- a SIGKILLed pymesos scheduler's successor subscribes with its
+//!   framework id, receives the pending TASK_RUNNING and reconciles; with
+//!   no successor after the failover timeout the task is killed and its
+//!   resources offered again.
+//!
+//! The first two print "skipped: ..." without etcd. Every wait is bounded.
 
 mod common;
 #[path = "../master/tests/etcd_harness/mod.rs"]
@@ -396,4 +403,136 @@ async fn agent_and_framework_survive_leader_failover() {
     fw.sub.client.teardown().await.unwrap();
     drop(agent);
     drop(berth);
+}
+
+/// Scheduler failover with pymesos (tests/py/pymesos_failover.py): a first
+/// scheduler subscribes with a failover timeout, launches a long task and
+/// leaves its TASK_RUNNING unacknowledged, then is SIGKILLed; a second
+/// process subscribes with the same framework id, receives the pending
+/// update (the agent resends it, same uuid), acknowledges it and reconciles
+/// the running task; it leaves in failover mode with a 2 s timeout, after
+/// which the master removes the framework: the task is killed on the agent,
+/// its container removed and its resources offered again. Needs root
+/// (containers) and pymesos; no etcd.
+#[test]
+fn pymesos_scheduler_fails_over_then_its_framework_expires() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root (CI runs the integration tests as root)");
+        return;
+    }
+    let Some(python) = common::pymesos_python() else {
+        eprintln!("skipped: pymesos is not installed (bash tests/py/setup-pymesos.sh; CI runs it)");
+        return;
+    };
+    use std::io::BufRead;
+    let mut c = common::cluster::Cluster::start(
+        "cpus:2;mem:1024;disk:1024",
+        &[],
+        &["--status-update-retry-interval=500ms"],
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/py/pymesos_failover.py");
+    let task = "pyfo-1";
+
+    let mut first = std::process::Command::new(&python)
+        .arg(&script)
+        .args(["first", "--master", &c.addr, "--task-id", task])
+        .args(["--failover-timeout", "60", "--timeout", "120"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the first scheduler");
+    let (tx, rx) = std::sync::mpsc::channel::<Json>();
+    let out = first.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            eprintln!("[first] {line}");
+            if let Ok(v) = serde_json::from_str::<Json>(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let deadline = Instant::now() + common::cluster::WAIT;
+    let mut fid = None;
+    let unacked = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let v = rx
+            .recv_timeout(left)
+            .expect("the first scheduler's task running in time");
+        match v["event"].as_str() {
+            Some("registered") => fid = v["framework_id"].as_str().map(str::to_string),
+            Some("running_unacked") => break v["uuid"].as_str().unwrap().to_string(),
+            _ => {}
+        }
+    };
+    let fid = fid.expect("the first scheduler registered");
+    // SIGKILL: no TEARDOWN; the framework waits for a successor.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let containers = c.berth.ids();
+    assert_eq!(containers.len(), 1, "{containers:?}");
+    assert_eq!(c.berth.inspect(&containers[0])["status"], "running");
+
+    let mut successor = std::process::Command::new(&python);
+    successor
+        .arg(&script)
+        .args(["successor", "--master", &c.addr, "--task-id", task])
+        .args([
+            "--framework-id",
+            &fid,
+            "--failover-timeout",
+            "2",
+            "--timeout",
+            "60",
+        ]);
+    let out = common::output_within(successor, 90);
+    let stdout = common::stdout(&out);
+    assert!(
+        out.status.success(),
+        "successor failed: {stdout}\n{}",
+        common::stderr(&out)
+    );
+    let events: Vec<Json> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "reregistered" && e["framework_id"] == fid.as_str()),
+        "{stdout}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "pending_update" && e["uuid"] == unacked.as_str()),
+        "the pending TASK_RUNNING did not reach the successor: {stdout}"
+    );
+    assert!(
+        events.iter().any(|e| e["event"] == "reconciled"),
+        "{stdout}"
+    );
+
+    // No successor within the (new) 2 s: the framework is removed, its
+    // task killed and its resources recovered.
+    c.master.line(&format!(
+        "framework {fid} did not come back within its failover timeout"
+    ));
+    c.agent.line(&format!("shutting down framework {fid}"));
+    assert!(
+        common::wait_until(60, || c.berth.ids().is_empty()),
+        "the task's container is still there: {:?}",
+        c.berth.ids()
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut fw = Framework::new(c.subscribe("after", "dev", &[]).await);
+        let deadline = Instant::now() + common::cluster::WAIT;
+        loop {
+            let offer = fw.offer().await;
+            let cpus = offer.resources.scalar("cpus").value();
+            if (cpus - 2.0).abs() < 1e-9 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "only {cpus} cpus offered");
+        }
+    });
 }
