@@ -13,6 +13,12 @@
 //!   after the leader's SIGKILL the agent re-registers with the new leader,
 //!   the framework re-subscribes and reconciles: the task still runs, the
 //!   reservation is still there. Prints the measured failover time.
+//! * `launch_storm_survives_repeated_leader_kills` (root: containers): a
+//!   framework launches 200 short tasks as fast as offers allow while the
+//!   leader is SIGKILLed three times (and restarted); it re-subscribes and
+//!   reconciles after each failover, and in the end knows a terminal state
+//!   for every task (every task the agent ran FINISHED); the final leader
+//!   still has the agent, its reservation and the framework.
 //!
 //! * `pymesos_scheduler_fails_over_then_its_framework_expires` (root,
 //!   pymesos; no etcd): scheduler failover with tests/py/pymesos_failover.py
@@ -46,26 +52,48 @@ const ELECTION: Duration = Duration::from_secs(20);
 
 const NAMES: [&str; 3] = ["master1", "master2", "master3"];
 
+/// Master `i` on `etcd` in its own work dir under `work`, on `port` (0: any).
+fn spawn_master(etcd: &Etcd, work: &Path, i: usize, port: u16, extra: &[&str]) -> Daemon {
+    let mut args: Vec<String> = vec![
+        "master".into(),
+        format!("--port={port}"),
+        format!("--work-dir={}", work.join(format!("m{i}")).display()),
+        format!("--registry=etcd://{}/berth-failover/", etcd.endpoint()),
+        format!("--election-ttl={TTL}"),
+        "--allocation-interval=100ms".into(),
+        "--hostname=127.0.0.1".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Daemon::spawn(NAMES[i], &args)
+}
+
 /// Three masters on `etcd`, each in its own work dir under `work`.
 fn start_masters(etcd: &Etcd, work: &Path, extra: &[&str]) -> (Vec<Daemon>, Vec<String>) {
     let mut masters = Vec::new();
     let mut addrs = Vec::new();
-    for (i, name) in NAMES.iter().enumerate() {
-        let mut args: Vec<String> = vec![
-            "master".into(),
-            "--port=0".into(),
-            format!("--work-dir={}", work.join(format!("m{i}")).display()),
-            format!("--registry=etcd://{}/berth-failover/", etcd.endpoint()),
-            format!("--election-ttl={TTL}"),
-            "--allocation-interval=100ms".into(),
-            "--hostname=127.0.0.1".into(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let mut m = Daemon::spawn(name, &args);
+    for i in 0..NAMES.len() {
+        let mut m = spawn_master(etcd, work, i, 0, extra);
         addrs.push(listening(&m.line("listening on")));
         masters.push(m);
     }
     (masters, addrs)
+}
+
+/// SIGKILLs master `i` and starts it again on its port and work dir (a
+/// supervisor's restart), so that the agent's `--master` list stays valid
+/// and three masters stay up; waits until it listens.
+fn restart_master(
+    masters: &mut [Daemon],
+    addrs: &[String],
+    i: usize,
+    etcd: &Etcd,
+    work: &Path,
+    extra: &[&str],
+) {
+    masters[i].kill9();
+    let port = addrs[i].rsplit(':').next().unwrap().parse().unwrap();
+    masters[i] = spawn_master(etcd, work, i, port, extra);
+    masters[i].line("listening on");
 }
 
 /// A client that shows redirects instead of following them.
@@ -535,4 +563,356 @@ fn pymesos_scheduler_fails_over_then_its_framework_expires() {
             assert!(Instant::now() < deadline, "only {cpus} cpus offered");
         }
     });
+}
+
+/// Tasks in the launch storm.
+const STORM_TASKS: usize = 200;
+/// Tasks launched per offer: a framework that takes the whole offer at once
+/// would launch all 200 in one ACCEPT, and the kills would find no launch in
+/// flight. Ten per offer (one offer per 100 ms allocation) keeps launches
+/// going for the whole storm.
+const STORM_BATCH: usize = 10;
+/// The leader is SIGKILLed when this many tasks have been launched, so each
+/// kill lands on a different leader, with launches in flight.
+const STORM_KILLS: [usize; 3] = [30, 90, 150];
+/// Bound on the storm (launches, kills, failovers, every task terminal).
+const STORM_WAIT: Duration = Duration::from_secs(100);
+
+/// The launch storm's framework: what it launched and the last state it
+/// knows of each task.
+#[derive(Default)]
+struct Storm {
+    /// Task id -> agent id of every task named in an ACCEPT (sent, whether
+    /// or not the master answered: a dying leader may have taken it).
+    launched: std::collections::BTreeMap<String, String>,
+    /// Task id -> its first terminal state, else its latest state.
+    state: std::collections::BTreeMap<String, TaskState>,
+    /// Tasks the agent (not the master) reported RUNNING.
+    ran: std::collections::BTreeSet<String>,
+    /// Every update received: task id, state, source, reason.
+    log: Vec<String>,
+}
+
+impl Storm {
+    fn is_done(&self, task: &str) -> bool {
+        self.state.get(task).is_some_and(|s| s.is_terminal())
+    }
+
+    fn all_done(&self) -> bool {
+        self.launched.len() == STORM_TASKS && self.launched.keys().all(|t| self.is_done(t))
+    }
+
+    /// The launched tasks whose fate the framework does not know yet.
+    fn open(&self) -> Vec<masterlink::scheduler::ReconcileTask> {
+        self.launched
+            .iter()
+            .filter(|(t, _)| !self.is_done(t))
+            .map(|(t, a)| {
+                reconcile_task(
+                    masterlink::scheduler::TaskID::new(t.as_str()),
+                    Some(masterlink::scheduler::AgentID::new(a.as_str())),
+                )
+            })
+            .collect()
+    }
+
+    fn record(&mut self, s: &masterlink::scheduler::TaskStatus) {
+        let id = s.task_id.value.clone();
+        let from_master = matches!(s.source, Some(masterlink::scheduler::TaskSource::Master));
+        self.log
+            .push(format!("{id} {} {:?} {:?}", s.state, s.source, s.reason));
+        if s.state == TaskState::Running && !from_master {
+            self.ran.insert(id.clone());
+        }
+        // A terminal state is final for a framework (Mesos); a later answer
+        // (a duplicate, or reconciliation of a completed task: GONE) does
+        // not change what it learned.
+        if !self.is_done(&id) {
+            self.state.insert(id, s.state);
+        }
+    }
+
+    fn summary(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut out = std::collections::BTreeMap::new();
+        for t in self.launched.keys() {
+            let s = self
+                .state
+                .get(t)
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "NO_UPDATE".into());
+            *out.entry(s).or_default() += 1;
+        }
+        out
+    }
+}
+
+/// SUBSCRIBEs again with `fid` through the live masters in turn (a follower
+/// redirects to the leader; during an election they answer 503) until one
+/// accepts or `deadline` passes.
+async fn resubscribe(addrs: &[String], fid: &str, deadline: Instant) -> Subscription {
+    let mut i = 0;
+    loop {
+        let master: MasterAddr = addrs[i % addrs.len()].parse().unwrap();
+        match tokio::time::timeout(
+            Duration::from_secs(5),
+            SchedulerClient::subscribe(&master, framework_info(Some(fid))),
+        )
+        .await
+        {
+            Ok(Ok(sub)) => return sub,
+            Ok(Err(e)) => eprintln!("storm: re-SUBSCRIBE at {master}: {e}"),
+            Err(_) => eprintln!("storm: re-SUBSCRIBE at {master}: no answer in 5 s"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the framework could not re-subscribe in time"
+        );
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Three masters on etcd, one agent listing them all, and a framework that
+/// launches 200 short tasks as fast as offers allow while the leader is
+/// SIGKILLed three times (each time restarted, so three masters stay up).
+/// After each failover the framework re-subscribes (following the
+/// redirect) and reconciles the tasks it does not know the fate of; in the
+/// end every task is terminal for it, from an update or reconciliation,
+/// and every task the agent ran finished. The registry lost nothing: the
+/// final leader still has the agent (same id, registered, its reservation)
+/// and the framework.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn launch_storm_survives_repeated_leader_kills() {
+    require_root!();
+    let Some(etcd) = Etcd::start() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    // The agent is never away longer than a failover: a long re-register
+    // timeout keeps a slow election from marking it unreachable.
+    let extra = ["--agent-reregister-timeout=60s"];
+    let (mut masters, addrs) = start_masters(&etcd, work.path(), &extra);
+    let l = wait_leader(&addrs, &[]).await;
+
+    // Room for all 200 at once (2 cpus, 1600 MB) beside the reservation.
+    let berth = Berth::new();
+    let mut agent = Daemon::spawn(
+        "agent",
+        &[
+            "agent".into(),
+            format!("--master={}", addrs.join(",")),
+            "--port=0".into(),
+            format!("--work-dir={}", work.path().join("agent").display()),
+            format!("--launcher-root={}", berth.root.path().display()),
+            "--resources=cpus:4;mem:3072".into(),
+            "--hostname=node1".into(),
+            "--status-update-retry-interval=1s".into(),
+        ],
+    );
+    agent.line("registered with master");
+    let agent_pid = agent.pid();
+
+    // Registry state made before the storm: the agent's admission, a
+    // reservation (for a role the framework does not use, so its offers
+    // never carry it) and the framework.
+    let op = OperatorClient::new(&addrs[l].parse().unwrap());
+    let agents = op.get("GET_AGENTS").await.unwrap().json.unwrap();
+    let agent_id = agents["get_agents"]["agents"][0]["agent_info"]["id"]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    op.call(&json!({"type": "RESERVE_RESOURCES", "reserve_resources": {
+        "agent_id": {"value": agent_id},
+        "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.5},
+            "reservations": [{"type": "DYNAMIC", "role": "other", "principal": "ops"}]}]}}))
+        .await
+        .expect("RESERVE_RESOURCES");
+    let mut sub = subscribe(&addrs[(l + 1) % 3], None).await;
+    let fid = sub.client.framework_id().value.clone();
+
+    let started = Instant::now();
+    let deadline = started + STORM_WAIT;
+    let mut storm = Storm::default();
+    let mut kills = Vec::new();
+    let mut last_reconcile = Instant::now();
+    while !storm.all_done() {
+        assert!(
+            Instant::now() < deadline,
+            "storm not over in {STORM_WAIT:?}: {:?}, open: {:?}",
+            storm.summary(),
+            storm
+                .open()
+                .iter()
+                .map(|t| &t.task_id.value)
+                .collect::<Vec<_>>()
+        );
+        if kills.len() < STORM_KILLS.len() && storm.launched.len() >= STORM_KILLS[kills.len()] {
+            let l = wait_leader(&addrs, &[]).await;
+            restart_master(&mut masters, &addrs, l, &etcd, work.path(), &extra);
+            eprintln!(
+                "storm: SIGKILLed the leader {} after {} launches ({:?} in)",
+                addrs[l],
+                storm.launched.len(),
+                started.elapsed()
+            );
+            kills.push(l);
+        }
+        // Mesos' advice: reconcile what is still open until every answer is
+        // final (an agent that has not re-registered yet answers UNKNOWN).
+        if last_reconcile.elapsed() > Duration::from_secs(2) {
+            let open = storm.open();
+            if !open.is_empty() {
+                let _ = sub.client.reconcile(open).await;
+            }
+            last_reconcile = Instant::now();
+        }
+        let event = match tokio::time::timeout(Duration::from_millis(500), sub.events.next()).await
+        {
+            Err(_) => continue,
+            Ok(Ok(Some(e))) => e,
+            Ok(end) => {
+                // The leader died under the stream: subscribe again with the
+                // framework id and ask about every open task.
+                eprintln!("storm: the stream ended ({end:?}); re-subscribing");
+                sub = resubscribe(&addrs, &fid, deadline).await;
+                assert_eq!(sub.client.framework_id().value, fid);
+                let open = storm.open();
+                if !open.is_empty() {
+                    let _ = sub.client.reconcile(open).await;
+                }
+                last_reconcile = Instant::now();
+                continue;
+            }
+        };
+        match event.event_type {
+            masterlink::scheduler::EventType::Offers => {
+                for offer in event.offers.unwrap().offers {
+                    let fit = |name: &str, each: f64| {
+                        ((offer.resources.scalar(name).value() + 1e-9) / each) as usize
+                    };
+                    let n = STORM_BATCH
+                        .min(fit("cpus", 0.01))
+                        .min(fit("mem", 8.0))
+                        .min(STORM_TASKS - storm.launched.len());
+                    if n == 0 {
+                        let refuse = if storm.launched.len() == STORM_TASKS {
+                            60.0
+                        } else {
+                            0.0
+                        };
+                        let _ = sub.client.decline(vec![offer.id.clone()], refuse).await;
+                        continue;
+                    }
+                    let tasks: Vec<_> = (0..n)
+                        .map(|k| {
+                            let id = format!("storm-{:03}", storm.launched.len() + k);
+                            command_task(&id, &offer, 0.01, 8.0, "sleep 1")
+                        })
+                        .collect();
+                    for t in &tasks {
+                        storm
+                            .launched
+                            .insert(t.task_id.value.clone(), offer.agent_id.value.clone());
+                    }
+                    let r = sub
+                        .client
+                        .accept(
+                            vec![offer.id.clone()],
+                            vec![masterlink::scheduler::Operation::launch(tasks)],
+                            Some(masterlink::scheduler::Filters {
+                                refuse_seconds: 0.0,
+                            }),
+                        )
+                        .await;
+                    if let Err(e) = r {
+                        // Reconciliation will tell what became of them.
+                        eprintln!("storm: ACCEPT: {e}");
+                    }
+                }
+            }
+            masterlink::scheduler::EventType::Update => {
+                let s = event.update.unwrap().status;
+                storm.record(&s);
+                // A lost acknowledgement is resent by the agent (same uuid)
+                // after it re-registers.
+                let _ = sub.client.acknowledge(&s).await;
+            }
+            _ => {}
+        }
+    }
+    let took = started.elapsed();
+    let summary = storm.summary();
+    eprintln!(
+        "storm: {STORM_TASKS} tasks, {} leader kills, all terminal in {took:?}: {summary:?}",
+        kills.len()
+    );
+    assert_eq!(kills.len(), STORM_KILLS.len(), "{summary:?}");
+    // Every task the agent ran is accounted for by its real end; the others
+    // died with a leader before reaching the agent and were answered
+    // terminal by the master (GONE/DROPPED).
+    for t in &storm.ran {
+        assert_eq!(
+            storm.state[t],
+            TaskState::Finished,
+            "{t} ran but ended {}; its updates: {:?}",
+            storm.state[t],
+            storm
+                .log
+                .iter()
+                .filter(|l| l.starts_with(t.as_str()))
+                .collect::<Vec<_>>()
+        );
+    }
+    assert!(
+        storm.ran.len() >= STORM_TASKS / 2,
+        "only {} of {STORM_TASKS} tasks ran: {summary:?}",
+        storm.ran.len()
+    );
+
+    // The registry lost nothing: the final leader has the same agent
+    // (registered, not merely recovered), its reservation and the
+    // framework; the agent never restarted.
+    let n = wait_leader(&addrs, &[]).await;
+    let op = OperatorClient::new(&addrs[n].parse().unwrap());
+    let agents = op.get("GET_AGENTS").await.unwrap().json.unwrap();
+    let ids: Vec<&str> = agents["get_agents"]["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["agent_info"]["id"]["value"].as_str())
+        .collect();
+    assert_eq!(ids, [agent_id.as_str()], "{agents}");
+    assert!(
+        agents["get_agents"]["recovered_agents"]
+            .as_array()
+            .is_none_or(|a| a.is_empty()),
+        "{agents}"
+    );
+    let frameworks = op.get("GET_FRAMEWORKS").await.unwrap().json.unwrap();
+    let fids: Vec<&str> = frameworks["get_frameworks"]["frameworks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["framework_info"]["id"]["value"].as_str())
+        .collect();
+    assert_eq!(fids, [fid.as_str()], "{frameworks}");
+    let s = state(&addrs[n]).await.unwrap();
+    let slave = s["slaves"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["id"] == json!(agent_id)))
+        .unwrap_or_else(|| panic!("no agent {agent_id} in {s}"));
+    assert_eq!(
+        slave["reserved_resources"]["other"]["cpus"],
+        json!(0.5),
+        "{slave}"
+    );
+    assert_eq!(agent.pid(), agent_pid);
+    assert!(agent.child.try_wait().unwrap().is_none(), "the agent died");
+    assert!(agent.count("re-registered with master") >= STORM_KILLS.len());
+
+    // Done: the framework leaves; the agent stops before `berth` removes
+    // whatever container is left.
+    let _ = sub.client.teardown().await;
+    drop(agent);
+    drop(berth);
 }
