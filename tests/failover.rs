@@ -589,6 +589,9 @@ struct Storm {
     state: std::collections::BTreeMap<String, TaskState>,
     /// Tasks the agent (not the master) reported RUNNING.
     ran: std::collections::BTreeSet<String>,
+    /// Tasks whose ACCEPT failed (the leader died under it, or a follower
+    /// answered): what became of them is learned by reconciliation.
+    unaccepted: std::collections::BTreeSet<String>,
     /// Every update received: task id, state, source, reason.
     log: Vec<String>,
 }
@@ -809,10 +812,11 @@ async fn launch_storm_survives_repeated_leader_kills() {
                             command_task(&id, &offer, 0.01, 8.0, "sleep 1")
                         })
                         .collect();
-                    for t in &tasks {
+                    let ids: Vec<String> = tasks.iter().map(|t| t.task_id.value.clone()).collect();
+                    for t in &ids {
                         storm
                             .launched
-                            .insert(t.task_id.value.clone(), offer.agent_id.value.clone());
+                            .insert(t.clone(), offer.agent_id.value.clone());
                     }
                     let r = sub
                         .client
@@ -827,6 +831,7 @@ async fn launch_storm_survives_repeated_leader_kills() {
                     if let Err(e) = r {
                         // Reconciliation will tell what became of them.
                         eprintln!("storm: ACCEPT: {e}");
+                        storm.unaccepted.extend(ids);
                     }
                 }
             }
@@ -845,6 +850,16 @@ async fn launch_storm_survives_repeated_leader_kills() {
     eprintln!(
         "storm: {STORM_TASKS} tasks, {} leader kills, all terminal in {took:?}: {summary:?}",
         kills.len()
+    );
+    let not_finished: Vec<_> = storm
+        .state
+        .iter()
+        .filter(|(_, s)| **s != TaskState::Finished)
+        .map(|(t, s)| format!("{t} {s}"))
+        .collect();
+    eprintln!(
+        "storm: not finished: {not_finished:?}; ACCEPT failed for {:?}",
+        storm.unaccepted
     );
     assert_eq!(kills.len(), STORM_KILLS.len(), "{summary:?}");
     // Every task the agent ran is accounted for by its real end; the others
