@@ -737,3 +737,257 @@ async fn after_a_reboot_the_old_tasks_are_gone_and_the_agent_is_new() {
     assert_eq!(offer.agent_id.value, new);
     ack_until(&mut aware, "a2", TaskState::Running).await;
 }
+
+/// The agent's flags before and after a change, and the exit a refused one
+/// must give: code 2, a line naming the change and the policy flag.
+fn refused(c: &mut Cluster, needles: &[&str]) -> String {
+    let (status, lines) = c.agent.exited();
+    assert_eq!(status.code(), Some(2), "{lines:#?}");
+    let line = lines
+        .iter()
+        .find(|l| l.contains("does not allow it"))
+        .unwrap_or_else(|| panic!("no refusal in {lines:#?}"))
+        .clone();
+    for n in needles {
+        assert!(line.contains(n), "{n:?} not in {line}");
+    }
+    line
+}
+
+/// `--reconfiguration-policy`: a restart on the same boot with other
+/// resources or attributes. `equal` (the default) refuses any change,
+/// `additive` refuses fewer cpus; a refused agent exits 2 naming the change
+/// and its task keeps running. `additive` with more cpus and a new
+/// attribute re-registers with the same id: the master offers the new
+/// total, lists the attribute, and slave.info records the change (so that
+/// a later restart with `equal` and the same flags passes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_agent_is_taken_back_only_as_its_policy_allows() {
+    require_root!();
+    let mut c = Cluster::start(RESOURCES, &[], &["--attributes=rack:r1"]);
+    let aid = registered_as(&mut c, 1);
+    let mut fw = framework(&c, &[]).await;
+    fw.launch(|o| vec![task("steady", o, 0.5, 32.0, shell("sleep 1000"))])
+        .await;
+    let steady = ack_until(&mut fw, "steady", TaskState::Running).await;
+    let cid = container_id(&steady[1]);
+    let (pid, _) = inspect_pid(&c, &cid);
+
+    c.agent.stop();
+    // equal: more cpus, or an added attribute, are refused.
+    c.restart_agent_with(&["--resources=cpus:3;mem:1024;disk:1024"]);
+    refused(
+        &mut c,
+        &[
+            &format!("registered as agent {aid}"),
+            "--reconfiguration-policy=equal does not allow it",
+            "resources 'cpus': cpus:2 -> cpus:3",
+            "--reconfiguration-policy=additive",
+        ],
+    );
+    c.restart_agent_with(&[
+        &format!("--resources={RESOURCES}"),
+        "--attributes=rack:r1;zone:a",
+    ]);
+    refused(&mut c, &["attribute zone:a added"]);
+    // additive: fewer cpus, or a changed attribute, are refused.
+    c.restart_agent_with(&[
+        "--resources=cpus:1;mem:1024;disk:1024",
+        "--attributes=rack:r1",
+        "--reconfiguration-policy=additive",
+    ]);
+    let line = refused(
+        &mut c,
+        &[
+            "--reconfiguration-policy=additive does not allow it",
+            "resources 'cpus': cpus:2 -> cpus:1",
+        ],
+    );
+    assert!(!line.contains("=additive to accept"), "{line}");
+    c.restart_agent_with(&[
+        "--resources=cpus:2;mem:1024;disk:1024",
+        "--attributes=rack:r2",
+    ]);
+    refused(&mut c, &["attribute 'rack': r1 -> r2"]);
+    // The task never noticed.
+    assert_eq!(inspect_pid(&c, &cid), (pid, "running".into()));
+
+    // additive: more cpus and a new attribute are fine.
+    c.restart_agent_with(&[
+        "--resources=cpus:4;mem:1024;disk:1024",
+        "--attributes=rack:r1;zone:a",
+    ]);
+    c.agent
+        .line("the master accepted the changed resources/attributes");
+    assert_eq!(registered_as(&mut c, 1), aid);
+    assert!(c
+        .agent
+        .line("registered with master")
+        .contains("re-registered"));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let offer = fw.offer().await;
+        if offer.resources.scalar("cpus").value() == 3.5 {
+            assert_eq!(offer.agent_id.value, aid);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no offer of the new total");
+    }
+    let agents = c.operator("GET_AGENTS");
+    let a = &agents["get_agents"]["agents"][0];
+    let total_cpus: f64 = a["total_resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["name"] == "cpus")
+        .map(|r| r["scalar"]["value"].as_f64().unwrap())
+        .sum();
+    assert_eq!(total_cpus, 4.0, "{a}");
+    assert!(
+        a["agent_info"]["attributes"].to_string().contains("zone"),
+        "{a}"
+    );
+    assert_eq!(inspect_pid(&c, &cid), (pid, "running".into()));
+
+    // The accepted change is the new reference: equal with the same flags.
+    c.agent.stop();
+    c.restart_agent_with(&["--reconfiguration-policy=equal"]);
+    c.agent.line("re-registered with master");
+    assert_eq!(registered_as(&mut c, 1), aid);
+    kill(&fw, "steady", Some(Duration::from_millis(500))).await;
+    ack_until(&mut fw, "steady", TaskState::Killed).await;
+}
+
+/// The issue's test: SIGKILL the agent while 20 tasks run and while half
+/// of them have updates unacknowledged (STARTING delivered, not acked;
+/// RUNNING queued behind it). After the restart every container is the
+/// same process, every update arrives at least once and in order per task
+/// (a repeat always carries the uuid of the same update), the framework
+/// acknowledges everything, and the 20 tasks finish when their sandbox
+/// gets a `done` file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_tasks_survive_an_agent_sigkill_with_updates_unacknowledged() {
+    require_root!();
+    const N: usize = 20;
+    let mut c = Cluster::start(
+        "cpus:2;mem:2048;disk:1024",
+        &[],
+        &["--status-update-retry-interval=300ms"],
+    );
+    let aid = registered_as(&mut c, 1);
+    let mut fw = framework(&c, &[]).await;
+    let fid = fw.id();
+    let names: Vec<String> = (0..N).map(|i| format!("t{i:02}")).collect();
+    // Waits for `done` in its sandbox (its cwd), at most ~120 s, so that a
+    // failing test leaves nothing running for long.
+    let cmd = "i=0; while [ ! -e done ] && [ $i -lt 600 ]; do sleep 0.2; i=$((i+1)); done; \
+               [ -e done ] && echo finished";
+    fw.launch(|o| {
+        names
+            .iter()
+            .map(|n| task(n, o, 0.05, 32.0, shell(cmd)))
+            .collect()
+    })
+    .await;
+    // The first half is acknowledged up to RUNNING; the second half's
+    // STARTING is left unacknowledged.
+    let (acked, unacked) = names.split_at(N / 2);
+    let mut starting = std::collections::BTreeMap::new();
+    for n in acked {
+        ack_until(&mut fw, n, TaskState::Running).await;
+    }
+    for n in unacked {
+        let s = fw.next_of(n).await;
+        assert_eq!(s.state, TaskState::Starting, "{s:?}");
+        starting.insert(n.clone(), s);
+    }
+    let cids: Vec<String> = names
+        .iter()
+        .map(|n| container_id(&fw.updates(n)[0]))
+        .collect();
+    let mut pids = Vec::new();
+    for cid in &cids {
+        wait_for("the container running", || {
+            inspect_pid(&c, cid).1 == "running"
+        });
+        pids.push(inspect_pid(&c, cid).0);
+    }
+
+    c.agent.kill9();
+    fw.idle(Duration::from_millis(500)).await;
+    for (cid, pid) in cids.iter().zip(&pids) {
+        assert_eq!(inspect_pid(&c, cid), (*pid, "running".into()));
+    }
+    c.restart_agent();
+    assert_eq!(registered_as(&mut c, 1), aid);
+    assert!(c
+        .agent
+        .line("registered with master")
+        .contains("re-registered"));
+    c.agent.line(&format!("recovered agent {aid}: {N} task(s)"));
+
+    // The unacknowledged STARTING comes again (same uuid), then RUNNING.
+    for n in unacked {
+        let again = fw.next_of(n).await;
+        assert_eq!(again.uuid, starting[n].uuid, "{again:?}");
+        fw.ack(&again).await;
+        let running = ack_until(&mut fw, n, TaskState::Running).await;
+        assert_eq!(running.last().unwrap().state, TaskState::Running);
+    }
+    // Same processes, as the RUNNING updates said.
+    for ((n, cid), pid) in names.iter().zip(&cids).zip(&pids) {
+        assert_eq!(inspect_pid(&c, cid), (*pid, "running".into()), "{n}");
+        let running = fw
+            .updates(n)
+            .into_iter()
+            .find(|s| s.state == TaskState::Running)
+            .unwrap();
+        assert_eq!(
+            running.container_status.as_ref().unwrap().executor_pid,
+            Some(*pid as u32),
+            "{n}"
+        );
+    }
+
+    // Told to finish: every task ends, every terminal update is acked.
+    for n in &names {
+        let dir = sandbox(&c, &fid, &fw.updates(n)[0]);
+        std::fs::write(dir.join("done"), "").unwrap();
+    }
+    for n in &names {
+        ack_until(&mut fw, n, TaskState::Finished).await;
+    }
+    for cid in &cids {
+        let dir = c.berth.state_dir(cid);
+        wait_for("container removal after the last ack", || !dir.exists());
+    }
+    // Nothing more is resent: everything was acknowledged.
+    fw.idle(Duration::from_secs(1)).await;
+
+    for n in &names {
+        let all = fw.updates(n);
+        let d = distinct(&all);
+        assert_eq!(
+            states(&d),
+            [TaskState::Starting, TaskState::Running, TaskState::Finished],
+            "{n}: {all:?}"
+        );
+        // A repeat is the same update: one uuid per state.
+        for s in &all {
+            let first = d.iter().find(|x| x.uuid == s.uuid).unwrap();
+            assert_eq!(first.state, s.state, "{n}: {all:?}");
+        }
+        let last = d.last().unwrap();
+        assert_eq!(read(&sandbox(&c, &fid, last).join("stdout")), "finished\n");
+    }
+    // The agent holds nothing more of them: all completed.
+    let state = c.agent_get("/state").await;
+    let executors: usize = state["frameworks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["executors"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(executors, 0, "{state}");
+    assert_eq!(state["completed_tasks"].as_array().unwrap().len(), N);
+}

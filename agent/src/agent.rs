@@ -35,6 +35,7 @@ use crate::config::AgentConfig;
 use crate::link::{self, StreamEvent};
 use crate::paths::{self, RunIds, WorkDir};
 use crate::persistent::{Applied, VolumeManager};
+use crate::reconfig::{self, ReconfigurationError};
 use crate::task::{self, TaskContext};
 use crate::updates::{AckOutcome, Outgoing, UpdateManager};
 
@@ -73,6 +74,10 @@ pub enum AgentError {
     Volumes(#[from] volumes::VolumeError),
     #[error("checkpointed resources: {0}")]
     Resources(#[from] checkpointed::ResourcesError),
+    /// The flags changed in a way `--reconfiguration-policy` refuses; a
+    /// configuration error (`berth agent` exits 2), the tasks untouched.
+    #[error(transparent)]
+    Reconfiguration(#[from] ReconfigurationError),
 }
 
 /// Something the loop reacts to.
@@ -291,6 +296,9 @@ impl Agent {
             started: Instant::now(),
             start_time: now_secs(),
         });
+        // Before anything is recovered or changed: a refused change must
+        // leave the work dir (and the tasks) as they were.
+        shared.check_reconfiguration()?;
         shared.recover_resources()?;
         shared.recover()?;
         {
@@ -663,6 +671,18 @@ impl Shared {
             if let Err(e) = self.checkpoint_agent(st) {
                 log!("checkpointing the agent id: {e}");
             }
+        } else if self.info_changed(st) {
+            // A change the policy allowed, now accepted by the master: the
+            // next restart compares against it. (Not written before the
+            // master accepted it: a refused change must not become the
+            // reference.)
+            match checkpoint::write_json(
+                &self.work.agent_info(&agent_id.value),
+                &self.agent_info(st),
+            ) {
+                Ok(()) => log!("the master accepted the changed resources/attributes"),
+                Err(e) => log!("checkpointing the changed agent info: {e}"),
+            }
         }
         let master = master_info
             .pid
@@ -689,6 +709,72 @@ impl Shared {
         for out in st.updates.resend_all(now) {
             self.post_update(st, out);
         }
+    }
+
+    /// The resources, attributes or host name differ from slave.info.
+    fn info_changed(&self, st: &State) -> bool {
+        let Some(id) = &st.agent_id else {
+            return false;
+        };
+        match checkpoint::read_json::<AgentInfo>(&self.work.agent_info(&id.value)) {
+            Ok(old) => !reconfig::changes(
+                reconfig::ReconfigurationPolicy::Equal,
+                &old,
+                &self.agent_info(st),
+                &Resources::new(),
+            )
+            .is_empty(),
+            Err(_) => true,
+        }
+    }
+
+    /// A restart on the same boot keeps the agent id: its flags may only
+    /// have changed as `--reconfiguration-policy` allows (see
+    /// [`reconfig`]). After a reboot, or without a previous registration,
+    /// there is nothing to compare: the agent registers anew.
+    fn check_reconfiguration(&self) -> Result<(), AgentError> {
+        let st = self.lock();
+        let old_boot = std::fs::read_to_string(self.work.boot_id())
+            .map(|s| s.trim().to_string())
+            .ok();
+        let Some(aid) = std::fs::read_link(self.work.latest())
+            .ok()
+            .and_then(|p| p.to_str().map(str::to_string))
+        else {
+            return Ok(());
+        };
+        if old_boot.as_deref() != Some(st.boot_id.as_str()) {
+            return Ok(());
+        }
+        let old: AgentInfo = match checkpoint::read_json(&self.work.agent_info(&aid)) {
+            Ok(i) => i,
+            Err(e) => {
+                // Registered by an agent that never wrote it (or it was
+                // lost): the master's view is all there is to go by.
+                log!("no agent info to compare the flags with ({e}); not checking them");
+                return Ok(());
+            }
+        };
+        let checkpointed = checkpointed::load(&self.work)?.wanted().clone();
+        let policy = self.cfg.reconfiguration_policy;
+        reconfig::check(&aid, policy, &old, &self.agent_info(&st), &checkpointed)?;
+        if !reconfig::changes(
+            reconfig::ReconfigurationPolicy::Equal,
+            &old,
+            &self.agent_info(&st),
+            &checkpointed,
+        )
+        .is_empty()
+        {
+            log!(
+                "resources/attributes changed since agent {aid} registered ({} -> {}); \
+                 {}={policy} allows it: re-registering with them",
+                old.resources,
+                self.cfg.resources,
+                reconfig::FLAG
+            );
+        }
+        Ok(())
     }
 
     fn checkpoint_agent(&self, st: &State) -> Result<(), checkpoint::CheckpointError> {

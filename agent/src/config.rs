@@ -8,6 +8,7 @@ use std::time::Duration;
 use masterlink::attributes::{self, Attribute};
 use masterlink::resources::{self, Resources};
 
+use crate::reconfig::{self, ReconfigurationPolicy};
 use crate::updates::{DEFAULT_RETRY_MAX, DEFAULT_RETRY_MIN};
 
 /// A flag whose value is not usable.
@@ -41,6 +42,8 @@ pub struct Flags {
     pub volume_root: Option<PathBuf>,
     /// `--boot-id-file` (tests only; default the kernel's).
     pub boot_id_file: Option<PathBuf>,
+    /// `--reconfiguration-policy` (`equal` when not given).
+    pub reconfiguration_policy: Option<String>,
 }
 
 /// What the agent runs with.
@@ -75,6 +78,9 @@ pub struct AgentConfig {
     /// The file the host's boot id is read from: the kernel's, except in
     /// tests that simulate a reboot (`--boot-id-file`) without rebooting.
     pub boot_id_file: PathBuf,
+    /// What a restart on the same boot may change about the agent
+    /// (resources, attributes) and still keep its id and tasks.
+    pub reconfiguration_policy: ReconfigurationPolicy,
 }
 
 impl Flags {
@@ -118,6 +124,10 @@ impl Flags {
             })?,
             None => DEFAULT_RETRY_MIN,
         };
+        let reconfiguration_policy = match self.reconfiguration_policy.as_deref() {
+            Some(p) => p.parse().map_err(|e: String| bad(reconfig::FLAG, e))?,
+            None => ReconfigurationPolicy::default(),
+        };
         let launcher_root = self
             .launcher_root
             .unwrap_or_else(|| work_dir.join("containers"));
@@ -146,6 +156,7 @@ impl Flags {
             boot_id_file: self
                 .boot_id_file
                 .unwrap_or_else(|| PathBuf::from(crate::paths::BOOT_ID_FILE)),
+            reconfiguration_policy,
         })
     }
 }
@@ -311,6 +322,10 @@ mod tests {
                 Box::new(|f| f.status_update_retry_interval = Some("0s".into())),
             ),
             ("--hostname", Box::new(|f| f.hostname = Some("a b".into()))),
+            (
+                "--reconfiguration-policy",
+                Box::new(|f| f.reconfiguration_policy = Some("lenient".into())),
+            ),
         ];
         for (flag, change) in cases {
             let mut f = flags(d.path());
@@ -331,5 +346,6 @@ mod tests {
         assert_eq!(c.attributes.len(), 2);
         assert_eq!(c.status_update_retry_min, Duration::from_millis(200));
         assert_eq!(c.status_update_retry_max, DEFAULT_RETRY_MAX);
+        assert_eq!(c.reconfiguration_policy, ReconfigurationPolicy::Equal);
     }
 }

@@ -158,6 +158,7 @@ async fn state(AxState(shared): AxState<Arc<Shared>>) -> Json<Value> {
             "volume_root": shared.volumes.root().display().to_string(),
             "master": shared.cfg.master,
             "status_update_retry_interval_min": shared.cfg.status_update_retry_min.as_secs_f64(),
+            "reconfiguration_policy": shared.cfg.reconfiguration_policy.to_string(),
         },
         "frameworks": frameworks,
         "completed_frameworks": [],

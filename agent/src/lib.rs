@@ -14,6 +14,8 @@
 //!   persistent volumes the master makes here (CHECKPOINT_RESOURCES), their
 //!   checkpoint, the volume store kept in line with them, and the mounts of
 //!   a task's volumes;
+//! - [`reconfig`]: what a restart may change about the agent
+//!   (`--reconfiguration-policy`);
 //! - [`Agent`]: the event loop tying them together, and its HTTP endpoints.
 
 /// Logs one line to stderr, prefixed like every line the agent prints.
@@ -32,12 +34,14 @@ mod http;
 pub mod link;
 pub mod paths;
 pub mod persistent;
+pub mod reconfig;
 pub mod task;
 pub mod updates;
 
 pub use agent::{Agent, AgentError, DEFAULT_GRACE, INITIAL_BACKOFF, MAX_BACKOFF, MISSED_PINGS};
 pub use config::{AgentConfig, FlagError, Flags};
 pub use http::resources_map;
+pub use reconfig::{ReconfigurationError, ReconfigurationPolicy};
 
 /// Runs an agent on its own runtime until SIGTERM or SIGINT (what `berth
 /// agent` does). The containers keep running after it returns.

@@ -1566,6 +1566,16 @@ impl Core {
             },
         };
         info.id = Some(AgentID::new(agent_id.clone()));
+        if reregister {
+            // Before anything changes: a refused agent leaves the master's
+            // view of it as it was.
+            self.check_changed_agent(
+                &agent_id,
+                &info,
+                &register.tasks,
+                &register.checkpointed_resources,
+            )?;
+        }
 
         // Frameworks of the reported tasks that this master does not know
         // (it restarted) come back as recovered, inactive frameworks if the
@@ -1857,6 +1867,67 @@ impl Core {
         }
         self.wake_allocator();
         Ok((agent_id, stream_id))
+    }
+
+    /// A known agent re-registering with other resources than it had (its
+    /// flags changed and its `--reconfiguration-policy` allowed it; another
+    /// agent implementation may not check): the new total, with its
+    /// dynamic reservations and volumes in place, must still hold what its
+    /// running tasks use. Otherwise the master refuses the registration
+    /// (ERROR on the stream, with the reason): admitting it would leave the
+    /// allocator with more in use than the agent has, and the tasks cannot
+    /// be un-launched. A new total that does hold them is taken as it is
+    /// (the allocator's total and the registry record follow the agent).
+    fn check_changed_agent(
+        &self,
+        agent_id: &str,
+        info: &AgentInfo,
+        tasks: &[AgentTask],
+        reported_checkpointed: &Resources,
+    ) -> Result<(), String> {
+        let previous = match self.agents.get(agent_id) {
+            Some(a) => Some(a.info.resources.clone()),
+            None => self
+                .recovered_agents
+                .get(agent_id)
+                .and_then(|a| serde_json::from_value::<Resources>(a.record.resources.clone()).ok()),
+        };
+        let Some(previous) = previous else {
+            return Ok(());
+        };
+        if previous == info.resources {
+            return Ok(());
+        }
+        let checkpointed = self
+            .registry_checkpointed(agent_id)
+            .unwrap_or_else(|| reported_checkpointed.unallocate());
+        let changed = || {
+            format!(
+                "Agent {agent_id} re-registered with resources {} (it had {previous})",
+                info.resources
+            )
+        };
+        let total = total_with(&info.resources, &checkpointed).map_err(|e| {
+            format!(
+                "{}, which no longer hold its dynamic reservations and volumes: {e}",
+                changed()
+            )
+        })?;
+        let mut used = Resources::new();
+        for t in tasks.iter().filter(|t| !t.state.is_terminal()) {
+            used += &t.task.resources.unallocate();
+        }
+        if let Err(e) = total.checked_sub(&used) {
+            return Err(format!(
+                "{}, which no longer hold the resources its running tasks use ({used}): {e}",
+                changed()
+            ));
+        }
+        eprintln!(
+            "berth master: agent {agent_id} re-registered with changed resources: {previous} -> {}",
+            info.resources
+        );
+        Ok(())
     }
 
     /// Checks a non-REGISTER agent call's id and stream id.

@@ -99,6 +99,31 @@ impl Daemon {
             .count()
     }
 
+    /// Waits (bounded) for the daemon to exit by itself; its status, and
+    /// its stderr lines once they are all read.
+    pub fn exited(&mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let deadline = Instant::now() + WAIT;
+        let status = loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "{} did not exit", self.name);
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // The reader thread sees EOF soon after the exit; give it a moment
+        // to hand over the last lines.
+        let mut last = usize::MAX;
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            let n = self.lines.lock().unwrap().len();
+            if n == last || Instant::now() > deadline {
+                break;
+            }
+            last = n;
+        }
+        (status, self.lines.lock().unwrap().clone())
+    }
+
     pub fn pid(&self) -> nix::unistd::Pid {
         nix::unistd::Pid::from_raw(self.child.id() as i32)
     }
@@ -214,6 +239,21 @@ impl Cluster {
             "the old agent still runs"
         );
         self.agent = Daemon::spawn("agent", &self.agent_args);
+    }
+
+    /// [`Cluster::restart_agent`] with some flags changed: each of
+    /// `changes` (`--name=value`) replaces the flag of that name, or is
+    /// added; the changes stay for later restarts.
+    pub fn restart_agent_with(&mut self, changes: &[&str]) {
+        for change in changes {
+            let name = change.split('=').next().unwrap();
+            let prefix = format!("{name}=");
+            match self.agent_args.iter_mut().find(|a| a.starts_with(&prefix)) {
+                Some(a) => *a = change.to_string(),
+                None => self.agent_args.push(change.to_string()),
+            }
+        }
+        self.restart_agent();
     }
 
     /// SIGKILLs the master and starts it again on the same work dir and

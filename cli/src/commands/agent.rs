@@ -44,6 +44,16 @@ pub struct Args {
     /// kernel's, so that a test can simulate a reboot by changing it
     #[arg(long = "boot-id-file", value_name = "FILE", hide = true)]
     boot_id_file: Option<PathBuf>,
+    /// What a restart may change and keep the agent id and its tasks:
+    /// "equal" (resources, attributes and host name unchanged) or
+    /// "additive" (resources and attributes only added); a refused change
+    /// exits 2 naming it
+    #[arg(
+        long = "reconfiguration-policy",
+        alias = "reconfiguration_policy",
+        value_name = "equal|additive"
+    )]
+    reconfiguration_policy: Option<String>,
 }
 
 /// `volume_root`: the global `--volume-root` / BERTH_VOLUME_ROOT when given
@@ -62,6 +72,7 @@ pub fn run(a: Args, volume_root: Option<PathBuf>) -> CmdResult {
         launcher_root: a.launcher_root,
         volume_root,
         boot_id_file: a.boot_id_file,
+        reconfiguration_policy: a.reconfiguration_policy,
     };
     let cfg = flags.into_config().map_err(|e| Failure {
         code: 2,
@@ -70,7 +81,11 @@ pub fn run(a: Args, volume_root: Option<PathBuf>) -> CmdResult {
     agent::run_until_signal(cfg)
         .map(|()| 0)
         .map_err(|e| Failure {
-            code: 1,
+            // A refused reconfiguration is the flags' fault, like a bad flag.
+            code: match e {
+                agent::AgentError::Reconfiguration(_) => 2,
+                _ => 1,
+            },
             message: e.to_string(),
         })
 }
