@@ -1581,11 +1581,21 @@ impl Core {
         // (it restarted) come back as recovered, inactive frameworks if the
         // registry still has them; a framework it has not (removed, torn
         // down) is shut down on the agent.
-        let in_registry: Option<BTreeSet<String>> = self
-            .registry
-            .frameworks()
-            .ok()
-            .map(|fs| fs.into_iter().map(|f| f.id).collect());
+        // (Listed only when the agent reports a framework this master does
+        // not have: a re-registration is then not O(frameworks).)
+        let unknown = register.frameworks.iter().any(|fi| {
+            fi.id
+                .as_ref()
+                .is_some_and(|i| !self.frameworks.contains_key(&i.value))
+        });
+        let in_registry: Option<BTreeSet<String>> = if unknown {
+            self.registry
+                .frameworks()
+                .ok()
+                .map(|fs| fs.into_iter().map(|f| f.id).collect())
+        } else {
+            None
+        };
         let mut shutdown = Vec::new();
         for fi in &register.frameworks {
             let Some(id) = fi.id.as_ref().map(|i| i.value.clone()) else {
@@ -1625,9 +1635,9 @@ impl Core {
 
         let registered_at = self
             .registry
-            .agents()
+            .agent(&agent_id)
             .ok()
-            .and_then(|a| a.into_iter().find(|a| a.id == agent_id))
+            .flatten()
             .map(|a| a.registered_at);
         let record = AgentRecord {
             id: agent_id.clone(),

@@ -198,6 +198,18 @@ impl Shared {
     /// 307 to the leader (at `path`, or at its root), 503 without one.
     fn redirect(&self, path: Option<&str>) -> Response {
         match self.leader_info() {
+            // A leader key naming this master's own address under another
+            // id is this master's previous life (killed and restarted on the
+            // same port) whose lease has not expired: redirecting would
+            // point at itself, so no leader is elected as far as anyone
+            // can use.
+            Some(info)
+                if info.id != self.master_id
+                    && !self.serving()
+                    && leader_authority(&info) == leader_authority(&self.core().master_info) =>
+            {
+                text(StatusCode::SERVICE_UNAVAILABLE, "No leader elected")
+            }
             // Another master leads; or this one (`/redirect` on the leader).
             Some(info) if info.id != self.master_id || self.serving() => {
                 let mut response = StatusCode::TEMPORARY_REDIRECT.into_response();

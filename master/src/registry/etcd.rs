@@ -585,6 +585,13 @@ impl Registry for EtcdRegistry {
             .collect()
     }
 
+    fn agent(&self, agent_id: &str) -> Result<Option<AgentRecord>, RegistryError> {
+        let what = format!("read agent {agent_id}");
+        self.get_one(&what, self.key("agents", agent_id))?
+            .map(|kv| self.decode(&kv))
+            .transpose()
+    }
+
     fn put_framework(&mut self, framework: &FrameworkRecord) -> Result<(), RegistryError> {
         let what = format!("put framework {}", framework.id);
         let value = self.encode(&what, framework)?;

@@ -175,6 +175,11 @@ pub trait Registry: Send {
     fn remove_agent(&mut self, agent_id: &str) -> Result<bool, RegistryError>;
     /// All admitted agents, ordered by id.
     fn agents(&self) -> Result<Vec<AgentRecord>, RegistryError>;
+    /// One admitted agent (registration reads only its own record, so that
+    /// a failover with many agents stays linear).
+    fn agent(&self, agent_id: &str) -> Result<Option<AgentRecord>, RegistryError> {
+        Ok(self.agents()?.into_iter().find(|a| a.id == agent_id))
+    }
 
     /// Inserts or updates a framework.
     fn put_framework(&mut self, framework: &FrameworkRecord) -> Result<(), RegistryError>;
