@@ -483,6 +483,66 @@ fn process_and_linux_fields_are_honoured() {
     assert_eq!(lines[5], "1");
 }
 
+/// --preserve-fds N hands the container the caller's descriptors 3..3+N
+/// and nothing else: neither the caller's other open descriptors nor any
+/// berth itself had open. (The supervisor of runc's verbs is forked from
+/// the CLI rather than exec'd, so it closes what an exec would have.)
+#[test]
+fn preserve_fds_passes_exactly_the_callers_descriptors() {
+    require_root!();
+    let b = Berth::new();
+    let bundle = Bundle::new(&b, |c| {
+        // ls lists the container's descriptors plus the one it opens for
+        // the listing, which takes the lowest free number.
+        c["process"]["args"] = sh("cat <&3; ls /proc/self/fd | tr '\\n' ' '");
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let (p3, p4) = (dir.path().join("three"), dir.path().join("four"));
+    std::fs::write(&p3, "preserved\n").unwrap();
+    std::fs::write(&p4, "not preserved\n").unwrap();
+    let (f3, f4) = (
+        std::fs::File::open(&p3).unwrap(),
+        std::fs::File::open(&p4).unwrap(),
+    );
+    let (r3, r4) = (f3.as_raw_fd(), f4.as_raw_fd());
+    let (o, e) = (dir.path().join("out"), dir.path().join("err"));
+    let mut cmd = Command::new(common::berth_bin());
+    cmd.arg("--root")
+        .arg(b.root.path())
+        .args([
+            "run",
+            "--bundle",
+            bundle.path(),
+            "--preserve-fds",
+            "1",
+            "pf",
+        ])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&o).unwrap())
+        .stderr(std::fs::File::create(&e).unwrap());
+    // SAFETY: between fork and exec only fcntl and dup2 run (both
+    // async-signal-safe), on the child's own descriptors: copies above 10
+    // first, so that neither source is overwritten, then dup2 onto 3 and 4
+    // (the new descriptors are not close-on-exec).
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            let a = libc::fcntl(r3, libc::F_DUPFD_CLOEXEC, 10);
+            let b = libc::fcntl(r4, libc::F_DUPFD_CLOEXEC, 10);
+            if a < 0 || b < 0 || libc::dup2(a, 3) < 0 || libc::dup2(b, 4) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let status = cmd.status().unwrap();
+    let (out, err) = (
+        std::fs::read_to_string(o).unwrap(),
+        std::fs::read_to_string(e).unwrap(),
+    );
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert_eq!(out, "preserved\n0 1 2 3 4 ", "stderr: {err}");
+}
+
 /// linux.resources.devices is enforced (the v1 devices controller on a
 /// hybrid host, an eBPF filter on cgroup v2): `berth spec`'s "deny all"
 /// keeps the default devices usable, and a rule denying /dev/zero (c 1:5)

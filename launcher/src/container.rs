@@ -13,9 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 
 use crate::error::{Error, Result};
@@ -54,7 +56,9 @@ pub struct Created {
     /// The container's stdout and stderr when attached.
     pub stdout: Option<File>,
     pub stderr: Option<File>,
-    supervisor: std::process::Child,
+    /// The supervisor, our child: spawned by exec, or forked (see
+    /// [`Launcher::spawn`]); either way reaped with waitpid on its pid.
+    supervisor: Pid,
 }
 
 impl Created {
@@ -70,16 +74,17 @@ impl Created {
 
     /// Reaps the supervisor once it has exited (it is our child).
     pub fn reap_supervisor(&mut self) {
-        let _ = self.supervisor.try_wait();
+        let _ = waitpid(self.supervisor, Some(WaitPidFlag::WNOHANG));
     }
 
-    /// Waits for the supervisor to exit and reaps it (blocking).
+    /// Waits for the supervisor to exit and reaps it (blocking). Returns at
+    /// once if it was reaped already (ECHILD).
     pub fn wait_supervisor(&mut self) {
-        let _ = self.supervisor.wait();
+        while let Err(Errno::EINTR) = waitpid(self.supervisor, None) {}
     }
 
     pub fn supervisor_pid(&self) -> u32 {
-        self.supervisor.id()
+        self.supervisor.as_raw() as u32
     }
 }
 
@@ -190,6 +195,72 @@ impl Launcher {
             .into_iter()
             .flatten()
             .collect();
+        let child = if st.runtime.is_some() && opts.exe.is_none() && single_threaded() {
+            // runc's verbs: this supervisor exits as soon as init is
+            // created, so it never needs the lean, freshly exec'd process
+            // that a long-lived `berth launch` supervisor sheds memory
+            // from. Forking it skips an execve of this binary, the dynamic
+            // loader relocating it, and std's start-up: about 1.5 ms of a
+            // ~10 ms `berth run` here (BERTH_TRACE), and the caller no
+            // longer blocks until that execve is done.
+            fork_supervisor(args, &inherit)?
+        } else {
+            self.exec_supervisor(&args, &inherit, &st, opts)?
+        };
+        crate::trace::mark("spawn: supervisor started");
+        drop(report_w);
+        let (stdout, stderr) = match attach {
+            Some(((out_r, out_w), (err_r, err_w))) => {
+                drop((out_w, err_w));
+                (Some(File::from(out_r)), Some(File::from(err_r)))
+            }
+            None => (None, None),
+        };
+        let mut created = Created {
+            id: id.to_string(),
+            pid: 0,
+            reports: BufReader::new(File::from(report_r)),
+            stdout,
+            stderr,
+            supervisor: child,
+        };
+        match created.next_report() {
+            Some(Report::Created { pid }) => {
+                crate::trace::mark("spawn: created report read");
+                created.pid = pid;
+                Ok(created)
+            }
+            Some(Report::Failed { message, exit_code }) => {
+                created.wait_supervisor();
+                if exit_code == 127 {
+                    Err(Error::ExecutableNotFound(
+                        message
+                            .trim_start_matches("executable not found in container: ")
+                            .to_string(),
+                    ))
+                } else {
+                    Err(Error::Reported(message))
+                }
+            }
+            other => {
+                let status = waitpid(created.supervisor, None).ok();
+                Err(Error::Init(format!(
+                    "the supervisor exited without creating the container ({other:?}, {status:?})"
+                )))
+            }
+        }
+    }
+
+    /// Starts the supervisor as a new process image: the berth binary run
+    /// with [`crate::supervisor::SUPERVISOR_ARG`].
+    fn exec_supervisor(
+        &self,
+        args: &SupervisorArgs,
+        inherit: &[i32],
+        st: &ContainerState,
+        opts: &CreateOptions,
+    ) -> Result<Pid> {
+        let inherit = inherit.to_vec();
         let exe = opts
             .exe
             .clone()
@@ -221,46 +292,9 @@ impl Launcher {
         let child = cmd
             .spawn()
             .map_err(|e| Error::io("starting the supervisor", &exe, e))?;
-        drop(report_w);
-        let (stdout, stderr) = match attach {
-            Some(((out_r, out_w), (err_r, err_w))) => {
-                drop((out_w, err_w));
-                (Some(File::from(out_r)), Some(File::from(err_r)))
-            }
-            None => (None, None),
-        };
-        let mut created = Created {
-            id: id.to_string(),
-            pid: 0,
-            reports: BufReader::new(File::from(report_r)),
-            stdout,
-            stderr,
-            supervisor: child,
-        };
-        match created.next_report() {
-            Some(Report::Created { pid }) => {
-                created.pid = pid;
-                Ok(created)
-            }
-            Some(Report::Failed { message, exit_code }) => {
-                let _ = created.supervisor.wait();
-                if exit_code == 127 {
-                    Err(Error::ExecutableNotFound(
-                        message
-                            .trim_start_matches("executable not found in container: ")
-                            .to_string(),
-                    ))
-                } else {
-                    Err(Error::Reported(message))
-                }
-            }
-            other => {
-                let status = created.supervisor.wait().ok();
-                Err(Error::Init(format!(
-                    "the supervisor exited without creating the container ({other:?}, {status:?})"
-                )))
-            }
-        }
+        // The supervisor is reaped with waitpid on its pid (as a forked one
+        // is); std's Child does not reap on drop.
+        Ok(Pid::from_raw(child.id() as i32))
     }
 
     /// Starts a created container: opens the exec fifo, which unblocks init.
@@ -421,6 +455,80 @@ impl Launcher {
             .collect();
         v.sort_by_key(|(_, st, _)| st.created);
         v
+    }
+}
+
+/// True if this process has one thread. Only then may a forked child run
+/// arbitrary code (allocate, take locks): another thread could hold a lock
+/// at the fork that nobody in the child would ever release.
+fn single_threaded() -> bool {
+    std::fs::read_dir("/proc/self/task").is_ok_and(|d| d.count() == 1)
+}
+
+/// Forks the supervisor: the child runs [`crate::supervisor::main`] and
+/// exits with its code, never returning into the caller's stack frames.
+/// It starts as an exec'd supervisor would: in a session of its own, with
+/// an empty signal mask (std::process resets it; `berth run` blocks the
+/// signals it forwards), and with only the descriptors that are not
+/// close-on-exec (those of the caller's that the container may inherit,
+/// such as `--preserve-fds`, and `inherit`).
+fn fork_supervisor(args: SupervisorArgs, inherit: &[i32]) -> Result<Pid> {
+    // SAFETY: the caller checked that this process is single-threaded, so
+    // the child may allocate and run arbitrary code; it ends in _exit.
+    match unsafe { nix::unistd::fork() }.map_err(|e| Error::sys("forking the supervisor", e))? {
+        nix::unistd::ForkResult::Parent { child } => Ok(child),
+        nix::unistd::ForkResult::Child => {
+            // A panic must not unwind into the caller's frames: that would
+            // run the CLI's own code (its error handling, its clean-up) a
+            // second time, in this child.
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                // Own session: a signal to the caller's terminal or process
+                // group never reaches the supervisor (as for an exec'd one).
+                if nix::unistd::setsid().is_err() {
+                    return 1;
+                }
+                let _ = nix::sys::signal::sigprocmask(
+                    SigmaskHow::SIG_SETMASK,
+                    Some(&SigSet::empty()),
+                    None,
+                );
+                close_cloexec_fds(inherit);
+                crate::supervisor::main(args)
+            }))
+            .unwrap_or(1);
+            // SAFETY: _exit ends this child without running the caller's
+            // atexit handlers or flushing its stdio buffers, which belong
+            // to the parent.
+            unsafe { libc::_exit(code) }
+        }
+    }
+}
+
+/// Closes every descriptor marked close-on-exec except `keep` (and the
+/// trace file's): what an execve would have done.
+fn close_cloexec_fds(keep: &[i32]) {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    // Collected first: closing while listing would close the listing's own
+    // descriptor under it.
+    let fds: Vec<i32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let trace = crate::trace::raw_fd();
+    for fd in fds {
+        if fd <= 2 || keep.contains(&fd) || trace == Some(fd) {
+            continue;
+        }
+        // SAFETY: F_GETFD only reads a flag (EBADF for the listing's own,
+        // now closed, descriptor); the descriptors closed are this child's
+        // copies, which no code in the child uses afterwards.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 && flags & libc::FD_CLOEXEC != 0 {
+                libc::close(fd);
+            }
+        }
     }
 }
 

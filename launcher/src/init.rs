@@ -138,6 +138,7 @@ fn setup(cfg: &InitConfig) -> Result<std::convert::Infallible, InitFailure> {
         .as_ref()
         .ok_or(("config.json", "no process section"))?;
 
+    crate::trace::mark("init: begin");
     stdio(cfg).map_err(|e| ("setting up stdio", e))?;
     if cfg.runtime.is_some() {
         // As runc: the container is a session of its own, with the pty as
@@ -185,6 +186,7 @@ fn setup(cfg: &InitConfig) -> Result<std::convert::Infallible, InitFailure> {
         sysctl(spec)?;
         state
     };
+    crate::trace::mark("init: filesystem done");
     let cwd = process.cwd();
     change_dir(cwd)?;
     let env: Vec<String> = process.env().clone().unwrap_or_default();
@@ -203,7 +205,9 @@ fn setup(cfg: &InitConfig) -> Result<std::convert::Infallible, InitFailure> {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
     }
     send(cfg.sync.as_fd_borrowed(), &SyncMsg::Ready).map_err(|e| ("reporting ready", e))?;
+    crate::trace::mark("init: ready, waiting for start");
     wait_for_start(cfg, hook_state.as_deref())?;
+    crate::trace::mark("init: started, exec");
     prepare_exec_signals();
     if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
         set_personality(p.domain())?;

@@ -23,6 +23,7 @@ pub mod spec;
 pub mod state;
 pub mod supervisor;
 pub mod support;
+pub mod trace;
 
 pub use container::{CreateOptions, Created, Launcher};
 pub use error::{Error, Result};

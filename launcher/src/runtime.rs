@@ -10,12 +10,12 @@
 //! from init's liveness.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use isolator::cgroups::{Cgroup, Stats};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use oci_spec::runtime::{LinuxResources, Spec};
+use oci_spec::runtime::{Hooks, LinuxResources, Spec};
 use serde::{Deserialize, Serialize};
 
 use crate::container::{new_state, rootfs_of, CreateOptions, Created, Launcher};
@@ -84,20 +84,22 @@ impl Launcher {
                 format!("{:?}: use letters, digits, '_', '+', '-', '.'", req.id),
             ));
         }
+        crate::trace::mark("create: begin");
         let bundle = std::fs::canonicalize(&req.bundle)
             .map_err(|e| Error::io("opening bundle", &req.bundle, e))?;
         let config = bundle.join("config.json");
-        let mut spec = Spec::load(&config)
+        // Read once, parsed twice from memory: the model, and (below) the
+        // raw JSON. Spec::load parses through a BufReader, which serde_json
+        // reads a byte at a time, markedly slower than from a slice.
+        let bytes = std::fs::read(&config)
             .map_err(|e| Error::Spec(format!("loading {}: {e}", config.display())))?;
+        let mut spec = crate::state::parse_spec(&config, &bytes)?;
         crate::support::check(&spec)?;
         // Fields the model drops on parsing are checked on the raw JSON.
-        let raw: serde_json::Value = std::fs::read(&config)
-            .map_err(|e| Error::io("reading", &config, e))
-            .and_then(|b| {
-                serde_json::from_slice(&b)
-                    .map_err(|e| Error::Spec(format!("loading {}: {e}", config.display())))
-            })?;
-        crate::support::check_raw(&raw)?;
+        let raw: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Spec(format!("loading {}: {e}", config.display())))?;
+        crate::support::check_raw_parsed(&raw, &spec)?;
+        crate::trace::mark("create: config checked");
         let terminal = spec
             .process()
             .as_ref()
@@ -268,11 +270,13 @@ impl Launcher {
                 },
             });
         }
+        crate::trace::mark("start: begin");
         self.start(id)?;
-        let spec = Spec::load(dir.config()).map_err(|e| Error::Spec(e.to_string()))?;
+        crate::trace::mark("start: init answered on the fifo");
+        let config_hooks = load_hooks(&dir.config())?;
         let state = OciState::of(&st, Status::Running).to_json();
         Ok(
-            hooks::run_phase_all(Phase::Poststart, spec.hooks().as_ref(), &state)
+            hooks::run_phase_all(Phase::Poststart, config_hooks.as_ref(), &state)
                 .into_iter()
                 .map(|e| e.to_string())
                 .collect(),
@@ -310,6 +314,7 @@ impl Launcher {
     /// with `force`. The poststop hooks run afterwards; their failures are
     /// returned as warnings.
     pub fn delete_runtime(&self, id: &str, force: bool) -> Result<Vec<String>> {
+        crate::trace::mark("delete: begin");
         let (dir, st, status) = self.load_exact(id)?;
         if matches!(status, Status::Running | Status::Creating) && !force {
             return Err(Error::WrongState {
@@ -318,7 +323,7 @@ impl Launcher {
                 hint: format!("cannot delete container {id} that is not stopped: {status}"),
             });
         }
-        let spec = Spec::load(dir.config()).ok();
+        let config_hooks = load_hooks(&dir.config()).ok().flatten();
         if status == Status::Paused {
             // Frozen processes take their SIGKILL only once thawed.
             if let Some(cg) = &st.cgroup {
@@ -328,15 +333,30 @@ impl Launcher {
         }
         self.remove(id, true)?;
         let state = OciState::of(&st, Status::Stopped).to_json();
-        Ok(hooks::run_phase_all(
-            Phase::Poststop,
-            spec.as_ref().and_then(|s| s.hooks().as_ref()),
-            &state,
+        Ok(
+            hooks::run_phase_all(Phase::Poststop, config_hooks.as_ref(), &state)
+                .into_iter()
+                .map(|e| e.to_string())
+                .collect(),
         )
-        .into_iter()
-        .map(|e| e.to_string())
-        .collect())
     }
+}
+
+/// The hooks of a container's config.json (the copy in its state dir,
+/// written by Berth from a checked spec). `start` and `delete` need nothing
+/// else from it: deserializing only `hooks` lets serde skip the rest
+/// instead of building a whole `Spec` (process, mounts, linux, ...) that
+/// is dropped at once; both run on every `berth run`.
+fn load_hooks(config: &Path) -> Result<Option<Hooks>> {
+    #[derive(Deserialize)]
+    struct HooksOnly {
+        #[serde(default)]
+        hooks: Option<Hooks>,
+    }
+    let bytes = std::fs::read(config).map_err(|e| Error::io("reading", config, e))?;
+    serde_json::from_slice::<HooksOnly>(&bytes)
+        .map(|h| h.hooks)
+        .map_err(|e| Error::Spec(format!("loading {}: {e}", config.display())))
 }
 
 /// `old` with every field `new` sets replaced (runc's update semantics:

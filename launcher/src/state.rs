@@ -417,6 +417,22 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     })
 }
 
+/// Parses a config.json already in memory (`path` names it in errors).
+/// Used instead of `Spec::load` on the launch path: that hands serde_json a
+/// BufReader, which it reads a byte at a time, markedly slower than a
+/// slice; its errors also say only "serde failed", these say where.
+pub fn parse_spec(path: &Path, bytes: &[u8]) -> Result<oci_spec::runtime::Spec> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::Spec(format!("loading {}: {e}", path.display())))
+}
+
+/// Reads and parses a config.json (see [`parse_spec`]).
+pub fn load_spec(path: &Path) -> Result<oci_spec::runtime::Spec> {
+    let bytes =
+        fs::read(path).map_err(|e| Error::Spec(format!("loading {}: {e}", path.display())))?;
+    parse_spec(path, &bytes)
+}
+
 /// Writes `value` as JSON to `path` atomically (temporary file + rename).
 pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));

@@ -4,7 +4,9 @@
 //!
 //! It is started by exec'ing the berth binary with [`SUPERVISOR_ARG`], so
 //! it carries none of the caller's state and only touches the pages it
-//! needs. No async runtime: one poll(2) loop over a signalfd and the
+//! needs. The supervisor of a container created through runc's verbs,
+//! which exits as soon as init is created, is forked from a
+//! single-threaded caller instead (see `Launcher::spawn`). No async runtime: one poll(2) loop over a signalfd and the
 //! container's output pipes.
 
 use std::fs::{File, OpenOptions};
@@ -101,10 +103,12 @@ pub fn main(args: SupervisorArgs) -> i32 {
         root: args.root.clone(),
     };
     let dir = root.container(&args.id);
+    crate::trace::mark("supervisor: begin");
     match Supervisor::prepare(&root, dir, forward) {
         Ok(mut sup) => match sup.create() {
             Ok(pid) => {
                 report(&mut status, &Report::Created { pid });
+                crate::trace::mark("supervisor: created reported");
                 if sup.runtime.is_some() {
                     // runc's model: init is left to the caller's subreaper,
                     // which reaps it and sees its exit; nothing to watch.
@@ -236,6 +240,8 @@ struct Supervisor {
     plan: NamespacePlan,
     seccomp: Option<CompiledSeccomp>,
     cgroup: Option<Cgroup>,
+    /// The cgroup layout found while creating `cgroup`.
+    layout: Option<Layout>,
     init: Option<Pid>,
     signals: SignalFd,
     outputs: Vec<Output>,
@@ -280,8 +286,7 @@ impl Supervisor {
             Signal::SIGHUP,
         ])?;
 
-        let spec = Spec::load(dir.config())
-            .map_err(|e| Error::Spec(format!("loading {}: {e}", dir.config().display())))?;
+        let spec = crate::state::load_spec(&dir.config())?;
         let linux = spec.linux().clone().unwrap_or_default();
         let plan = NamespacePlan::from_spec(&linux.namespaces().clone().unwrap_or_default())
             .map_err(|e| Error::Spec(e.to_string()))?;
@@ -299,6 +304,7 @@ impl Supervisor {
             plan,
             seccomp,
             cgroup: None,
+            layout: None,
             init: None,
             signals,
             outputs: Vec::new(),
@@ -353,8 +359,10 @@ impl Supervisor {
         // The cgroup exists, with its limits, before init does: init is
         // born in the v2/unified directory and joins the v1 ones itself
         // before it runs anything of the user's.
+        crate::trace::mark("supervisor: config loaded");
         st.warnings.extend(self.setup_cgroup(st.rootless)?);
         st.cgroup = self.cgroup.clone();
+        crate::trace::mark("supervisor: cgroup ready");
         let cgroup_dir = match self.cgroup.as_ref().and_then(|c| c.unified_dir()) {
             Some(d) => Some(
                 nix::fcntl::open(
@@ -366,11 +374,16 @@ impl Supervisor {
             ),
             None => None,
         };
-        // Layout detection only fails without any cgroup filesystem; a
-        // "cgroup" mount then fails in init, naming it.
-        let cgroup_view = Layout::detect()
-            .map(|l| isolator::cgroups::mount_view(&l, self.cgroup.as_ref()))
-            .unwrap_or_default();
+        // The layout setup_cgroup detected (mountinfo and /proc/self/cgroup
+        // parsed once per launch, not twice). Detection only fails without
+        // any cgroup filesystem; a "cgroup" mount then fails in init,
+        // naming it.
+        let cgroup_view = match &self.layout {
+            Some(l) => isolator::cgroups::mount_view(l, self.cgroup.as_ref()),
+            None => Layout::detect()
+                .map(|l| isolator::cgroups::mount_view(&l, self.cgroup.as_ref()))
+                .unwrap_or_default(),
+        };
         let cfg = InitConfig {
             spec: &self.spec,
             plan: &self.plan,
@@ -399,6 +412,7 @@ impl Supervisor {
             isolator::process::Forked::Parent { child } => child,
         };
         drop(cfg);
+        crate::trace::mark("supervisor: init cloned");
         drop((sync_child, out_w, err_w, stdin, fifo, cgroup_dir));
         self.init = Some(pid);
         if let Some((out_r, err_r)) = pipes {
@@ -482,6 +496,7 @@ impl Supervisor {
         }
         // Keep the socket: init reports an exec failure on it after start.
         std::mem::forget(sync_parent);
+        crate::trace::mark("supervisor: init ready");
 
         st.status = Status::Created;
         st.init = ProcessRef::of(pid.as_raw());
@@ -601,37 +616,39 @@ impl Supervisor {
         let devices = devices.filter(|_| !rootless);
         let opts = isolator::cgroups::ResolveOptions::for_resources(&resources);
         resources.set_devices(None);
-        let attempt =
-            || -> std::result::Result<(Cgroup, Vec<Warning>), isolator::cgroups::CgroupError> {
-                let layout = Layout::detect()?;
-                let mut cg = Cgroup::resolve_with(&layout, &path, opts)?;
-                cg.create()?;
-                let applied = cg.apply(&resources).and_then(|unapplied| {
-                    if let Some(d) = &devices {
-                        cg.apply_devices(d)?;
-                    }
-                    Ok(unapplied)
-                });
-                match applied {
-                    Ok(unapplied) => Ok((
-                        cg,
-                        unapplied
-                            .into_iter()
-                            .map(|u| Warning {
-                                what: u.limit,
-                                reason: u.reason,
-                            })
-                            .collect(),
-                    )),
-                    Err(e) => {
-                        let _ = cg.destroy();
-                        Err(e)
-                    }
+        type Attempt = (Cgroup, Vec<Warning>, Layout);
+        let attempt = || -> std::result::Result<Attempt, isolator::cgroups::CgroupError> {
+            let layout = Layout::detect()?;
+            let mut cg = Cgroup::resolve_with(&layout, &path, opts)?;
+            cg.create()?;
+            let applied = cg.apply(&resources).and_then(|unapplied| {
+                if let Some(d) = &devices {
+                    cg.apply_devices(d)?;
                 }
-            };
+                Ok(unapplied)
+            });
+            match applied {
+                Ok(unapplied) => Ok((
+                    cg,
+                    unapplied
+                        .into_iter()
+                        .map(|u| Warning {
+                            what: u.limit,
+                            reason: u.reason,
+                        })
+                        .collect(),
+                    layout,
+                )),
+                Err(e) => {
+                    let _ = cg.destroy();
+                    Err(e)
+                }
+            }
+        };
         match attempt() {
-            Ok((cg, more)) => {
+            Ok((cg, more, layout)) => {
                 self.cgroup = Some(cg);
+                self.layout = Some(layout);
                 warnings.extend(more);
                 Ok(warnings)
             }

@@ -382,7 +382,15 @@ const SPEC_FIELDS: &[&str] = &[
 pub fn check_raw(raw: &serde_json::Value) -> Result<()> {
     let spec: Spec = serde_json::from_value(raw.clone())
         .map_err(|e| Error::Spec(format!("parsing config.json: {e}")))?;
-    let back = serde_json::to_value(&spec)
+    check_raw_parsed(raw, &spec)
+}
+
+/// [`check_raw`] for a caller that has already parsed the same JSON into
+/// `spec` (create does, to check it): the model is not built a second time
+/// from a clone of `raw`, which was a third parse of config.json on every
+/// `berth create|run`.
+pub fn check_raw_parsed(raw: &serde_json::Value, spec: &Spec) -> Result<()> {
+    let back = serde_json::to_value(spec)
         .map_err(|e| Error::Spec(format!("re-encoding config.json: {e}")))?;
     let mut dropped = Vec::new();
     dropped_fields(raw, &back, "", &mut dropped);

@@ -42,6 +42,7 @@ const FORWARDED: [Signal; 7] = [
 ];
 
 pub fn run(l: &Launcher, a: Args) -> CmdResult {
+    launcher::trace::mark("run: begin");
     if a.detach {
         let mut created = l
             .create_from_bundle(&a.flags.request(&a.id))
@@ -65,24 +66,31 @@ pub fn run(l: &Launcher, a: Args) -> CmdResult {
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(|e| fail(anyhow::anyhow!("signalfd: {e}")))?;
     let result = (|| -> Result<i32, Failure> {
-        let mut created = l
+        let created = l
             .create_from_bundle(&a.flags.request(&a.id))
             .map_err(fail)?;
-        // Once the supervisor is gone, init is our child.
-        created.wait_supervisor();
+        // Init becomes our child when the supervisor exits, which it does
+        // right after reporting init created. That exit is not waited for
+        // here: start needs only the created init, and wait_init reaps the
+        // supervisor and then init (a zombie init is reparented to us with
+        // its SIGCHLD). Overlapping the supervisor's exit with start saves
+        // its teardown on the critical path (~0.2 ms quiet, more under load).
         if let Some(p) = &a.flags.pid_file {
             super::write_pid_file(p, created.pid)?;
         }
         start(l, &a.id)?;
+        launcher::trace::mark("run: started");
         Ok(wait_init(Pid::from_raw(created.pid), &signals))
     })();
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&mask), None);
+    launcher::trace::mark("run: init reaped");
     match result {
         Ok(code) => {
             if !a.keep {
                 for w in l.delete_runtime(&a.id, true).map_err(fail)? {
                     super::log::warn(&w);
                 }
+                launcher::trace::mark("run: deleted");
             }
             Ok(code.clamp(0, 255) as u8)
         }
