@@ -931,3 +931,59 @@ async fn launch_storm_survives_repeated_leader_kills() {
     drop(agent);
     drop(berth);
 }
+
+/// pymesos pointed at a follower follows its 307 to the leader (it takes
+/// the Location's host and port, MESOS-API.md §8) and runs its tasks there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pymesos_follows_a_followers_redirect_to_the_leader() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root (CI runs the integration tests as root)");
+        return;
+    }
+    let Some(python) = common::pymesos_python() else {
+        eprintln!("skipped: pymesos is not installed (bash tests/py/setup-pymesos.sh; CI runs it)");
+        return;
+    };
+    let Some(etcd) = Etcd::start() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let (_masters, addrs) = start_masters(&etcd, work.path(), &[]);
+    let l = wait_leader(&addrs, &[]).await;
+    let follower = addrs[(l + 1) % addrs.len()].clone();
+    // Dropped in reverse: the agent stops before its containers go.
+    let berth = Berth::new();
+    let mut agent = Daemon::spawn(
+        "agent",
+        &[
+            "agent".into(),
+            format!("--master={}", addrs.join(",")),
+            "--port=0".into(),
+            format!("--work-dir={}", work.path().join("agent").display()),
+            format!("--launcher-root={}", berth.root.path().display()),
+            "--resources=cpus:2;mem:512".into(),
+            "--hostname=node1".into(),
+        ],
+    );
+    agent.line("registered with master");
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/py/pymesos_scheduler.py");
+    let mut cmd = std::process::Command::new(python);
+    cmd.arg(&script).args(["--master", &follower, "3"]);
+    let out = tokio::task::spawn_blocking(move || common::output_within(cmd, 120))
+        .await
+        .unwrap();
+    let stdout = common::stdout(&out);
+    assert!(
+        out.status.success(),
+        "pymesos through follower {follower}: {stdout}\n{}",
+        common::stderr(&out)
+    );
+    let finished: std::collections::BTreeSet<String> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Json>(l).ok())
+        .filter(|u| u["state"] == "TASK_FINISHED")
+        .map(|u| u["task_id"]["value"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(finished.len(), 3, "{stdout}");
+}
