@@ -563,3 +563,55 @@ async fn credentials_and_acls_decide_who_may_reserve() {
     assert!(body.contains("principal"), "{body}");
     master.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_that_do_not_come_back_after_a_restart_become_unreachable_but_may_return() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = start_with(dir.path(), fast).await;
+    let agent = LinkedAgent::register(master.local_addr(), "node1", "cpus:2;mem:512").await;
+    let id = agent.id.clone();
+    drop(agent);
+    master.shutdown().await.unwrap();
+
+    // The new master knows the agent from its registry and waits for it.
+    let master = start_with(dir.path(), |c| {
+        fast(c);
+        c.agent_reregister_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let addr = master.local_addr();
+    let (_, body) = operator(addr, json!({"type": "GET_AGENTS"})).await;
+    let v: Json = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["get_agents"]["recovered_agents"][0]["id"]["value"],
+        id.as_str(),
+        "{v}"
+    );
+
+    // It does not come back in time: no longer expected (unreachable).
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (_, body) = operator(addr, json!({"type": "GET_AGENTS"})).await;
+        let v: Json = serde_json::from_str(&body).unwrap();
+        if v["get_agents"]["recovered_agents"]
+            .as_array()
+            .is_none_or(|a| a.is_empty())
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still expected: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Later it does come back, with its id, and is an agent again.
+    let agent = LinkedAgent::register_as(addr, "node1", "cpus:2;mem:512", Some(&id)).await;
+    assert_eq!(agent.id, id);
+    let (_, body) = operator(addr, json!({"type": "GET_AGENTS"})).await;
+    let v: Json = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["get_agents"]["agents"][0]["agent_info"]["id"]["value"],
+        id.as_str(),
+        "{v}"
+    );
+    master.shutdown().await.unwrap();
+}
