@@ -865,6 +865,20 @@ impl Core {
         self.wake_allocator();
     }
 
+    /// Rescinds every outstanding offer of `agent_id` (its resources go
+    /// back to the allocator).
+    fn rescind_offers_on(&mut self, agent_id: &str) {
+        let offers: Vec<String> = self
+            .offers
+            .values()
+            .filter(|o| o.agent_id == agent_id)
+            .map(|o| o.id.clone())
+            .collect();
+        for offer in offers {
+            self.remove_offer(&offer, true);
+        }
+    }
+
     /// `refuse_seconds` as Mesos reads it: 0 → no filter; negative or not a
     /// number → the default 5 s; longer than a year → a year.
     fn refusal(filters: Option<&masterlink::scheduler::Filters>) -> Option<Duration> {
@@ -1272,15 +1286,7 @@ impl Core {
                 principal,
             })
             .map_err(Refusal::BadRequest)?;
-        let offers: Vec<String> = self
-            .offers
-            .values()
-            .filter(|o| o.agent_id == agent_id)
-            .map(|o| o.id.clone())
-            .collect();
-        for offer in offers {
-            self.remove_offer(&offer, true);
-        }
+        self.rescind_offers_on(agent_id);
         let available = self.allocator.available(agent_id).unwrap_or_default();
         if let Err(e) = available.checked_sub(&c.consumed.unallocate()) {
             return Err(Refusal::Conflict(format!(
@@ -1677,15 +1683,7 @@ impl Core {
             recovered_unreachable || old.as_ref().is_some_and(|a| a.unreachable_time.is_some());
         let old_tasks: BTreeSet<(String, String)> =
             old.as_ref().map(|a| a.tasks.clone()).unwrap_or_default();
-        let offers: Vec<String> = self
-            .offers
-            .values()
-            .filter(|o| o.agent_id == agent_id)
-            .map(|o| o.id.clone())
-            .collect();
-        for offer in offers {
-            self.remove_offer(&offer, true);
-        }
+        self.rescind_offers_on(&agent_id);
         self.allocator.remove_agent(&agent_id);
 
         let mut used: BTreeMap<String, Resources> = BTreeMap::new();
@@ -2035,15 +2033,7 @@ impl Core {
         }
         agent.link = None;
         self.allocator.deactivate_agent(agent_id);
-        let offers: Vec<String> = self
-            .offers
-            .values()
-            .filter(|o| o.agent_id == agent_id)
-            .map(|o| o.id.clone())
-            .collect();
-        for offer in offers {
-            self.remove_offer(&offer, true);
-        }
+        self.rescind_offers_on(agent_id);
     }
 
     /// The ping timer: PINGs every connected agent; an agent that has missed
@@ -2088,15 +2078,7 @@ impl Core {
     /// get `state`, frameworks get FAILURE. An unreachable agent stays known
     /// (marked); otherwise it is forgotten.
     fn remove_agent(&mut self, agent_id: &str, state: TaskState, reason: Reason, message: &str) {
-        let offers: Vec<String> = self
-            .offers
-            .values()
-            .filter(|o| o.agent_id == agent_id)
-            .map(|o| o.id.clone())
-            .collect();
-        for offer in offers {
-            self.remove_offer(&offer, true);
-        }
+        self.rescind_offers_on(agent_id);
         self.allocator.remove_agent(agent_id);
         self.counters.agent_removals += 1;
         let now = now_secs();

@@ -361,23 +361,59 @@ fn flags_json(shared: &AppState) -> Map<String, Json> {
 // ---------------------------------------------------------------------------
 // v1 operator API
 
-fn get_agents(core: &Core) -> Json {
+/// Every reachable agent rendered by `render` with what its tasks use and
+/// what is offered of it (the agent lists of GET_AGENTS, /state, /slaves).
+fn reachable_agents(
+    core: &Core,
+    render: impl Fn(&Agent, &Resources, &Resources) -> Json,
+) -> Vec<Json> {
     let used = used_by_agent(core);
     let offered = offered_by_agent(core);
     let empty = Resources::new();
-    let agents: Vec<Json> = core
-        .agents
+    core.agents
         .values()
         .filter(|a| a.unreachable_time.is_none())
         .map(|a| {
-            agent_v1(
-                core,
+            render(
                 a,
                 used.get(&a.id).unwrap_or(&empty),
                 offered.get(&a.id).unwrap_or(&empty),
             )
         })
-        .collect();
+        .collect()
+}
+
+/// Legacy `recovered_slaves`: admitted by an earlier leader, not back yet.
+fn legacy_recovered(core: &Core) -> Vec<Json> {
+    core.recovered_agents
+        .values()
+        .filter(|a| a.unreachable_time.is_none())
+        .map(|a| {
+            json!({
+                "id": a.record.id,
+                "hostname": a.record.hostname,
+                "port": a.record.port,
+            })
+        })
+        .collect()
+}
+
+/// Legacy `frameworks` and `completed_frameworks`.
+fn legacy_frameworks(core: &Core) -> (Vec<Json>, Vec<Json>) {
+    (
+        core.frameworks
+            .values()
+            .map(|f| framework_legacy(core, f))
+            .collect(),
+        core.completed_frameworks
+            .iter()
+            .map(|f| framework_legacy(core, f))
+            .collect(),
+    )
+}
+
+fn get_agents(core: &Core) -> Json {
+    let agents = reachable_agents(core, |a, used, offered| agent_v1(core, a, used, offered));
     // Admitted by an earlier leader, not re-registered yet (AgentInfo).
     let recovered: Vec<Json> = core
         .recovered_agents
@@ -820,21 +856,7 @@ pub(super) async fn state(State(shared): State<AppState>) -> Response {
     // any of them who leads (`leader`, `leader_info`), as with Mesos.
     let leader = shared.leader_info();
     let core = shared.core();
-    let used = used_by_agent(&core);
-    let offered = offered_by_agent(&core);
-    let empty = Resources::new();
-    let slaves: Vec<Json> = core
-        .agents
-        .values()
-        .filter(|a| a.unreachable_time.is_none())
-        .map(|a| {
-            agent_legacy(
-                a,
-                used.get(&a.id).unwrap_or(&empty),
-                offered.get(&a.id).unwrap_or(&empty),
-            )
-        })
-        .collect();
+    let slaves = reachable_agents(&core, agent_legacy);
     let info = &core.master_info;
     let pid = info.pid.clone().unwrap_or_default();
     let activated = core.agents.values().filter(|a| a.active()).count();
@@ -850,18 +872,7 @@ pub(super) async fn state(State(shared): State<AppState>) -> Response {
             .values()
             .filter(|a| a.unreachable_time.is_some())
             .count();
-    let recovered: Vec<Json> = core
-        .recovered_agents
-        .values()
-        .filter(|a| a.unreachable_time.is_none())
-        .map(|a| {
-            json!({
-                "id": a.record.id,
-                "hostname": a.record.hostname,
-                "port": a.record.port,
-            })
-        })
-        .collect();
+    let (frameworks, completed) = legacy_frameworks(&core);
     let state = json!({
         "version": MESOS_VERSION,
         "build_user": "berth",
@@ -877,9 +888,9 @@ pub(super) async fn state(State(shared): State<AppState>) -> Response {
         "unreachable_slaves": unreachable,
         "flags": flags_json(&shared),
         "slaves": slaves,
-        "recovered_slaves": recovered,
-        "frameworks": core.frameworks.values().map(|f| framework_legacy(&core, f)).collect::<Vec<_>>(),
-        "completed_frameworks": core.completed_frameworks.iter().map(|f| framework_legacy(&core, f)).collect::<Vec<_>>(),
+        "recovered_slaves": legacy_recovered(&core),
+        "frameworks": frameworks,
+        "completed_frameworks": completed,
         "orphan_tasks": [],
         "unregistered_frameworks": [],
     });
@@ -901,29 +912,18 @@ pub(super) async fn state(State(shared): State<AppState>) -> Response {
 
 pub(super) async fn slaves(State(shared): State<AppState>) -> Response {
     let core = shared.core();
-    let used = used_by_agent(&core);
-    let offered = offered_by_agent(&core);
-    let empty = Resources::new();
-    let slaves: Vec<Json> = core
-        .agents
-        .values()
-        .filter(|a| a.unreachable_time.is_none())
-        .map(|a| {
-            agent_legacy(
-                a,
-                used.get(&a.id).unwrap_or(&empty),
-                offered.get(&a.id).unwrap_or(&empty),
-            )
-        })
-        .collect();
-    json_response(&json!({"slaves": slaves, "recovered_slaves": []}))
+    json_response(&json!({
+        "slaves": reachable_agents(&core, agent_legacy),
+        "recovered_slaves": legacy_recovered(&core),
+    }))
 }
 
 pub(super) async fn frameworks(State(shared): State<AppState>) -> Response {
     let core = shared.core();
+    let (frameworks, completed) = legacy_frameworks(&core);
     json_response(&json!({
-        "frameworks": core.frameworks.values().map(|f| framework_legacy(&core, f)).collect::<Vec<_>>(),
-        "completed_frameworks": core.completed_frameworks.iter().map(|f| framework_legacy(&core, f)).collect::<Vec<_>>(),
+        "frameworks": frameworks,
+        "completed_frameworks": completed,
         "unregistered_frameworks": [],
     }))
 }
