@@ -5,88 +5,13 @@
 
 mod common;
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::os::fd::AsRawFd;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
+use common::oci::{berth, recv_fd, runc, runtime, sh, state, Bundle};
 use common::{busybox_rootfs, wait_until, Berth};
 use serde_json::{json, Value};
-
-/// A bundle directory with a config.json made by `berth spec`, edited by
-/// the test. Its root is the shared busybox rootfs (read-only).
-struct Bundle {
-    dir: tempfile::TempDir,
-}
-
-impl Bundle {
-    fn new(b: &Berth, edit: impl FnOnce(&mut Value)) -> Bundle {
-        let dir = tempfile::Builder::new()
-            .prefix("berth-bundle-")
-            .tempdir()
-            .unwrap();
-        b.ok(&["spec", "--bundle", dir.path().to_str().unwrap()]);
-        let path = dir.path().join("config.json");
-        let mut c: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        c["root"]["path"] = json!(busybox_rootfs());
-        c["root"]["readonly"] = json!(true);
-        c["process"]["terminal"] = json!(false);
-        edit(&mut c);
-        std::fs::write(&path, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
-        Bundle { dir }
-    }
-
-    fn path(&self) -> &str {
-        self.dir.path().to_str().unwrap()
-    }
-}
-
-/// What a runtime command did. stdout/stderr go through files, never
-/// pipes: a created container keeps the caller's stdio open, as with runc.
-struct Ran {
-    code: i32,
-    out: String,
-    err: String,
-}
-
-fn runtime(bin: &Path, root: &Path, args: &[&str]) -> Ran {
-    let dir = tempfile::tempdir().unwrap();
-    let (o, e) = (dir.path().join("out"), dir.path().join("err"));
-    let status = Command::new(bin)
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&o).unwrap())
-        .stderr(std::fs::File::create(&e).unwrap())
-        .status()
-        .unwrap();
-    Ran {
-        code: status.code().unwrap_or(-1),
-        out: std::fs::read_to_string(o).unwrap_or_default(),
-        err: std::fs::read_to_string(e).unwrap_or_default(),
-    }
-}
-
-fn berth(b: &Berth, args: &[&str]) -> Ran {
-    runtime(&common::berth_bin(), b.root.path(), args)
-}
-
-fn state(b: &Berth, id: &str) -> Value {
-    let r = berth(b, &["state", id]);
-    assert_eq!(r.code, 0, "state {id}: {}", r.err);
-    serde_json::from_str(&r.out).expect("state is JSON")
-}
-
-fn runc() -> Option<PathBuf> {
-    ["/usr/sbin/runc", "/usr/bin/runc", "/usr/local/sbin/runc"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-}
-
-fn sh(script: &str) -> Value {
-    json!(["sh", "-c", script])
-}
 
 #[test]
 fn lifecycle_state_and_errors_as_runc() {
@@ -428,24 +353,6 @@ fn terminal_through_the_console_socket() {
     let r = berth(&b, &["create", "--bundle", bundle.path(), "tty2"]);
     assert_eq!(r.code, 1);
     assert!(r.err.contains("process.terminal"), "{}", r.err);
-}
-
-fn recv_fd(s: &std::os::unix::net::UnixStream) -> OwnedFd {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    let mut buf = [0u8; 256];
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = recvmsg::<()>(s.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty()).unwrap();
-    let fd = msg
-        .cmsgs()
-        .unwrap()
-        .find_map(|c| match c {
-            ControlMessageOwned::ScmRights(f) => f.first().copied(),
-            _ => None,
-        })
-        .expect("an fd over SCM_RIGHTS");
-    // SAFETY: the descriptor was just received and is owned by nobody else.
-    unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
 /// config.json fields, checked from inside the container.

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod oci;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
