@@ -23,7 +23,7 @@ use masterlink::scheduler::{
 use masterlink::{Attribute, ResourceFormat, Resources};
 use tokio::sync::{mpsc, Notify};
 
-use crate::allocator::{Allocator, MAX_REFUSE};
+use crate::allocator::{Allocator, Capabilities, MAX_REFUSE};
 use crate::operations::{self, Requester, ResourceOp};
 use crate::registry::{AgentRecord, FrameworkRecord, Registry, RegistryError};
 
@@ -38,9 +38,6 @@ const MAX_COMPLETED_TASKS: usize = 1000;
 const MAX_COMPLETED_FRAMEWORKS: usize = 50;
 /// Statuses kept per task.
 const MAX_STATUSES: usize = 20;
-/// How long refined reservations are kept from a framework that cannot
-/// read them before the allocator tries it again.
-const REFINED_REFUSAL: Duration = Duration::from_secs(60);
 /// Registry keys of agents' checkpointed resources: prefix + agent id.
 pub const CHECKPOINTED_PREFIX: &str = "agent-resources/";
 
@@ -372,6 +369,14 @@ fn master_status(
 }
 
 /// Resources without allocation info (for frameworks without MULTI_ROLE).
+/// The capabilities the allocator needs to know of a framework.
+fn allocator_capabilities(info: &FrameworkInfo) -> Capabilities {
+    Capabilities {
+        reservation_refinement: info
+            .has_capability(&FrameworkCapabilityType::ReservationRefinement),
+    }
+}
+
 fn strip_allocation(resources: &Resources) -> Resources {
     resources
         .iter()
@@ -564,6 +569,9 @@ impl Core {
             self.allocator.add_framework(&framework_id, &roles)
         };
         added.map_err(|e| e.to_string())?;
+        let _ = self
+            .allocator
+            .set_capabilities(&framework_id, allocator_capabilities(&info));
 
         let now = now_secs();
         let registered_at = self
@@ -751,30 +759,7 @@ impl Core {
     pub fn allocate(&mut self, now: Instant) {
         let decisions = self.allocator.allocate(now);
         let mut by_framework: BTreeMap<String, Vec<Offer>> = BTreeMap::new();
-        for mut d in decisions {
-            // A framework without RESERVATION_REFINEMENT cannot read a
-            // refined reservation (the pre-refinement format has no way to
-            // say it): such resources go back, filtered for a while, as
-            // Mesos' allocator never offers them to it.
-            if self
-                .frameworks
-                .get(&d.framework)
-                .is_some_and(|fw| !fw.has(FrameworkCapabilityType::ReservationRefinement))
-                && d.resources.iter().any(|r| r.has_refined_reservations())
-            {
-                let refined = d.resources.filter(|r| r.has_refined_reservations());
-                d.resources = d.resources.filter(|r| !r.has_refined_reservations());
-                let _ = self.allocator.recover(
-                    &d.framework,
-                    &d.agent,
-                    &refined,
-                    Some(REFINED_REFUSAL),
-                    now,
-                );
-                if d.resources.is_empty() {
-                    continue;
-                }
-            }
+        for d in decisions {
             let (Some(fw), Some(agent)) = (
                 self.frameworks.get_mut(&d.framework),
                 self.agents.get(&d.agent),
@@ -1618,6 +1603,9 @@ impl Core {
             if self.allocator.add_framework(&id, &roles).is_err() {
                 continue;
             }
+            let _ = self
+                .allocator
+                .set_capabilities(&id, allocator_capabilities(fi));
             self.allocator.deactivate_framework(&id);
             self.frameworks.insert(
                 id,

@@ -23,6 +23,11 @@
 //! * A resource is offerable to a framework in role `R` when it is unreserved
 //!   or reserved for `R` or an ancestor of `R` (`eng` reservations reach
 //!   `eng/backend`); reservations never go outside their role's subtree.
+//! * A framework without the RESERVATION_REFINEMENT capability (see
+//!   [`Capabilities`]) is never offered refined reservations: it could not
+//!   read them (the pre-refinement format has one role per reservation). The
+//!   rest of the role's offer still goes to it; the refined part stays for
+//!   the next framework in order.
 //! * A framework with allocations in a role it left (see
 //!   [`Allocator::update_framework_roles`]) keeps them, and they keep counting,
 //!   until they are recovered; it gets no new offers in that role.
@@ -298,10 +303,20 @@ struct OfferFilter {
     expires: Instant,
 }
 
+/// What a framework can read, from its `FrameworkInfo.capabilities`; only
+/// those that change what it may be offered. The default is none, as for a
+/// framework that declares no capabilities.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// RESERVATION_REFINEMENT: it reads reservation stacks.
+    pub reservation_refinement: bool,
+}
+
 #[derive(Debug, Clone, Default)]
 struct Framework {
     /// Subscribed roles.
     roles: BTreeSet<String>,
+    capabilities: Capabilities,
     /// Subscribed roles that get no offers.
     suppressed: BTreeSet<String>,
     /// Refusal filters by agent.
@@ -535,6 +550,18 @@ impl<S: Sorter> Allocator<S> {
                 self.untrack_role(id, role);
             }
         }
+        Ok(())
+    }
+
+    /// Sets what framework `id` can read (given at SUBSCRIBE, may change when
+    /// it subscribes again); takes effect from the next cycle. Errors for an
+    /// unknown framework.
+    pub fn set_capabilities(&mut self, id: &str, caps: Capabilities) -> Result<(), AllocatorError> {
+        let fw = self
+            .frameworks
+            .get_mut(id)
+            .ok_or_else(|| AllocatorError::UnknownFramework(id.to_string()))?;
+        fw.capabilities = caps;
         Ok(())
     }
 
@@ -995,15 +1022,27 @@ impl<S: Sorter> Allocator<S> {
                     }
                     continue;
                 }
+                // Refined reservations are held back from frameworks that
+                // cannot read them; the rest of the offer may still go there.
+                let has_refined = offer.iter().any(|r| r.has_refined_reservations());
+                let mut stripped = None;
                 let chosen = fw_sorter
                     .sort()
                     .find(|fw_id| {
-                        frameworks.get(&***fw_id).is_some_and(|fw| {
-                            !fw.inactive
-                                && fw.roles.contains(role)
-                                && !fw.suppressed.contains(role)
-                                && !fw.filtered(agent_id, role, &offer, now)
-                        })
+                        let Some(fw) = frameworks.get(&***fw_id) else {
+                            return false;
+                        };
+                        if fw.inactive || !fw.roles.contains(role) || fw.suppressed.contains(role) {
+                            return false;
+                        }
+                        if has_refined && !fw.capabilities.reservation_refinement {
+                            let readable = stripped.get_or_insert_with(|| {
+                                offer.filter(|r| !r.has_refined_reservations())
+                            });
+                            return config.is_allocatable(readable)
+                                && !fw.filtered(agent_id, role, readable, now);
+                        }
+                        !fw.filtered(agent_id, role, &offer, now)
                     })
                     .cloned();
                 let Some(fw_id) = chosen else {
@@ -1012,9 +1051,22 @@ impl<S: Sorter> Allocator<S> {
                     }
                     continue;
                 };
-                if !takes_all {
-                    agent.available -= &offer;
-                }
+                let offer = match stripped {
+                    Some(readable) if !frameworks[&*fw_id].capabilities.reservation_refinement => {
+                        if takes_all {
+                            agent.available = offer.filter(|r| r.has_refined_reservations());
+                        } else {
+                            agent.available -= &readable;
+                        }
+                        readable
+                    }
+                    _ => {
+                        if !takes_all {
+                            agent.available -= &offer;
+                        }
+                        offer
+                    }
+                };
                 let allocated: Resources =
                     offer.into_iter().map(|r| r.allocated_to(role)).collect();
                 role_sorter.allocated(role, &allocated);

@@ -575,3 +575,84 @@ fn drf_within_a_role_prefers_the_framework_with_less() {
     let offers = a.allocate(t0);
     assert_eq!(who(&offers), [("f2", "a1", "dev"), ("f2", "a2", "dev")]);
 }
+
+/// 1 cpu and 40 of disk reserved for `eng` and refined to `eng/backend`
+/// (with a cpu, as disk alone is not allocatable).
+fn refined() -> Resources {
+    ["cpus", "disk"]
+        .into_iter()
+        .zip([1, 40])
+        .map(|(name, value)| {
+            serde_json::from_value::<Resource>(serde_json::json!({
+                "name": name, "type": "SCALAR", "scalar": {"value": value},
+                "reservations": [{"type": "STATIC", "role": "eng"},
+                                 {"type": "DYNAMIC", "role": "eng/backend", "principal": "ops"}]
+            }))
+            .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn refined_reservations_go_only_to_frameworks_that_read_them() {
+    let mut a = allocator();
+    let t0 = Instant::now();
+    let mut total = res("cpus:2;disk(eng):60");
+    total += &refined();
+    a.add_agent("a1", total, &[]).unwrap();
+    // "a-legacy" sorts first on ties and declares no capabilities.
+    a.add_framework("a-legacy", &roles(&["eng/backend"]))
+        .unwrap();
+
+    // Alone, it gets everything but the refined reservation, which stays
+    // available however often the allocator runs.
+    let offers = a.allocate(t0);
+    assert_eq!(who(&offers), [("a-legacy", "a1", "eng/backend")]);
+    assert!(offers[0]
+        .resources
+        .iter()
+        .all(|r| !r.has_refined_reservations()));
+    assert_eq!(offers[0].resources.scalar("disk").value(), 60.0);
+    assert!(a.allocate(t0).is_empty());
+    let left = a.available("a1").unwrap();
+    assert_eq!(left.scalar("disk").value(), 40.0);
+    assert!(left.iter().all(|r| r.has_refined_reservations()));
+
+    // A framework that reads them is offered them at the next cycle.
+    a.add_framework("b-refines", &roles(&["eng/backend"]))
+        .unwrap();
+    a.set_capabilities(
+        "b-refines",
+        Capabilities {
+            reservation_refinement: true,
+        },
+    )
+    .unwrap();
+    let offers = a.allocate(t0);
+    assert_eq!(who(&offers), [("b-refines", "a1", "eng/backend")]);
+    assert_eq!(offers[0].resources.scalar("disk").value(), 40.0);
+    assert!(offers[0]
+        .resources
+        .iter()
+        .all(|r| r.has_refined_reservations()));
+
+    // Back in the pool, they skip the legacy framework even when it is first
+    // in order, and the capability can be given on a later subscription.
+    a.recover("b-refines", "a1", &offers[0].resources, None, t0)
+        .unwrap();
+    a.remove_framework("b-refines");
+    assert!(a.allocate(t0).is_empty());
+    a.set_capabilities(
+        "a-legacy",
+        Capabilities {
+            reservation_refinement: true,
+        },
+    )
+    .unwrap();
+    let offers = a.allocate(t0);
+    assert_eq!(who(&offers), [("a-legacy", "a1", "eng/backend")]);
+    assert_eq!(offers[0].resources.scalar("disk").value(), 40.0);
+    assert!(a
+        .set_capabilities("nobody", Capabilities::default())
+        .is_err());
+}
