@@ -987,3 +987,77 @@ async fn pymesos_follows_a_followers_redirect_to_the_leader() {
         .collect();
     assert_eq!(finished.len(), 3, "{stdout}");
 }
+
+/// Masters that authenticate, the clients pointed at a follower: the
+/// credentials go along to the leader the 307 names (another port), for
+/// operator calls, SUBSCRIBE and the calls after it, and `berth cluster`;
+/// a wrong secret is still the leader's 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_follow_a_followers_redirect_to_the_leader() {
+    let Some(etcd) = Etcd::start() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let creds = work.path().join("credentials");
+    std::fs::write(&creds, "ops s3cret\n").unwrap();
+    let flag = format!("--credentials={}", creds.display());
+    let (_masters, addrs) = start_masters(&etcd, work.path(), &[&flag]);
+    let l = wait_leader(&addrs, &[]).await;
+    let follower = addrs[(l + 1) % addrs.len()].clone();
+    let creds_for = |secret: &str| {
+        Some(berth::mesos::Credentials {
+            principal: "ops".into(),
+            secret: secret.into(),
+        })
+    };
+    let at_follower = |secret: &str| {
+        follower
+            .parse::<MasterAddr>()
+            .unwrap()
+            .with_credentials(creds_for(secret))
+    };
+
+    let answer = OperatorClient::new(&at_follower("s3cret"))
+        .call(&json!({"type": "GET_FRAMEWORKS"}))
+        .await
+        .expect("GET_FRAMEWORKS through the follower with credentials");
+    assert_eq!(answer.status, 200);
+    let refused = OperatorClient::new(&at_follower("wrong"))
+        .call(&json!({"type": "GET_FRAMEWORKS"}))
+        .await
+        .expect_err("a wrong secret is refused");
+    assert!(refused.to_string().contains("401"), "{refused}");
+
+    let sub = tokio::time::timeout(
+        Duration::from_secs(30),
+        SchedulerClient::subscribe(&at_follower("s3cret"), framework_info(None)),
+    )
+    .await
+    .expect("SUBSCRIBE in time")
+    .expect("SUBSCRIBE through the follower with credentials");
+    assert_eq!(sub.client.master(), addrs[l], "it talks to the leader");
+    sub.client
+        .reconcile(Vec::new())
+        .await
+        .expect("a call after SUBSCRIBE carries the credentials");
+
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(common::berth_bin())
+            .args(["cluster", "frameworks", "--master", &follower])
+            .args(["--principal", "ops", "--secret", "s3cret"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "berth cluster through the follower: {}",
+        common::stderr(&out)
+    );
+    assert!(
+        common::stdout(&out).contains("failover"),
+        "{}",
+        common::stdout(&out)
+    );
+}

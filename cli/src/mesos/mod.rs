@@ -57,12 +57,52 @@ impl MasterAddr {
         self
     }
 
-    /// `req` with the basic credentials, if any. (reqwest drops them when
-    /// it follows a redirect to another host or port.)
-    pub(crate) fn authorize(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    /// `req` with the basic credentials, if any.
+    fn authorize(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.credentials {
             Some(c) => req.basic_auth(&c.principal, Some(&c.secret)),
             None => req,
+        }
+    }
+
+    /// POSTs to `url` the request `build` makes (headers, body), with this
+    /// master's credentials, following `307`/`308` to the leader. The
+    /// redirects are followed here, not by reqwest, because reqwest drops
+    /// the `Authorization` header when a redirect changes host or port, and
+    /// a follower's `Location` names the leader's (the credentials are the
+    /// cluster's, meant for whichever master leads).
+    pub(crate) async fn post(
+        &self,
+        http: &reqwest::Client,
+        mut url: reqwest::Url,
+        build: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> reqwest::Result<reqwest::Response> {
+        let mut redirects = 0;
+        loop {
+            let resp = build(self.authorize(http.post(url.clone()))).send().await?;
+            let status = resp.status();
+            if redirects == MAX_REDIRECTS
+                || !matches!(
+                    status,
+                    reqwest::StatusCode::TEMPORARY_REDIRECT
+                        | reqwest::StatusCode::PERMANENT_REDIRECT
+                )
+            {
+                return Ok(resp);
+            }
+            // Mesos' Location is scheme-relative (`//host:port/path`).
+            let next = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| url.join(l).ok())
+                .filter(|u| u.scheme() == "http");
+            match next {
+                Some(next) => url = next,
+                // The caller reports the 307 it cannot follow.
+                None => return Ok(resp),
+            }
+            redirects += 1;
         }
     }
 
@@ -251,12 +291,17 @@ fn authority(url: &reqwest::Url) -> String {
     }
 }
 
-/// The HTTP client both APIs use: plain HTTP/1.1, a bounded connect time, and
-/// redirects followed (a non-leading master answers `307` with the leader in
-/// `Location`; reqwest re-sends the body of a 307).
+/// Redirects followed for one call: a follower names the leader, so one is
+/// the norm; a few more cover an election in between.
+const MAX_REDIRECTS: usize = 5;
+
+/// The HTTP client both APIs use: plain HTTP/1.1, a bounded connect time;
+/// redirects are followed by [`MasterAddr::post`] (a non-leading master
+/// answers `307` with the leader in `Location`).
 fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
         .http1_only()
         .build()
         .expect("a plain-HTTP reqwest client always builds")

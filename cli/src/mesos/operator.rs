@@ -48,14 +48,21 @@ impl OperatorClient {
             .and_then(Json::as_str)
             .unwrap_or("operator call")
             .to_string();
+        let url = reqwest::Url::parse(&self.master.url(OPERATOR_PATH)).map_err(|e| {
+            ClientError::Protocol {
+                what: what.clone(),
+                message: format!("bad master address: {e}"),
+            }
+        })?;
+        let body = serde_json::to_vec(call).expect("JSON is serialisable");
         let resp = self
             .master
-            .authorize(self.http.post(self.master.url(OPERATOR_PATH)))
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(reqwest::header::ACCEPT, "application/json")
-            .timeout(CALL_TIMEOUT)
-            .body(serde_json::to_vec(call).expect("JSON is serialisable"))
-            .send()
+            .post(&self.http, url, |req| {
+                req.header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .header(reqwest::header::ACCEPT, "application/json")
+                    .timeout(CALL_TIMEOUT)
+                    .body(body.clone())
+            })
             .await
             .map_err(|e| ClientError::from_reqwest(&what, &self.master.to_string(), e))?;
         let status = resp.status();

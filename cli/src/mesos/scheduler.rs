@@ -93,12 +93,18 @@ impl SchedulerClient {
         let http = http_client();
         let resource_format = framework_info.resource_format();
         let body = call_json(&Call::subscribe(framework_info), resource_format)?;
+        let url = reqwest::Url::parse(&master.url(SCHEDULER_PATH)).map_err(|e| {
+            ClientError::Protocol {
+                what: "SUBSCRIBE".into(),
+                message: format!("bad master address: {e}"),
+            }
+        })?;
         let resp = master
-            .authorize(http.post(master.url(SCHEDULER_PATH)))
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(reqwest::header::ACCEPT, "application/json")
-            .body(body)
-            .send()
+            .post(&http, url, |req| {
+                req.header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .header(reqwest::header::ACCEPT, "application/json")
+                    .body(body.clone())
+            })
             .await
             .map_err(|e| ClientError::from_reqwest("SUBSCRIBE", &master.to_string(), e))?;
         if resp.status() != reqwest::StatusCode::OK {
@@ -195,13 +201,13 @@ impl SchedulerClient {
         let body = call_json(&call, self.resource_format)?;
         let resp = self
             .addr
-            .authorize(self.http.post(self.endpoint.clone()))
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(reqwest::header::ACCEPT, "application/json")
-            .header("Mesos-Stream-Id", &self.stream_id)
-            .timeout(CALL_TIMEOUT)
-            .body(body)
-            .send()
+            .post(&self.http, self.endpoint.clone(), |req| {
+                req.header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .header(reqwest::header::ACCEPT, "application/json")
+                    .header("Mesos-Stream-Id", &self.stream_id)
+                    .timeout(CALL_TIMEOUT)
+                    .body(body.clone())
+            })
             .await
             .map_err(|e| ClientError::from_reqwest(&what, &self.master(), e))?;
         if !resp.status().is_success() {
