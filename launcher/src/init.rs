@@ -156,8 +156,9 @@ fn setup(cfg: &InitConfig) -> Result<std::convert::Infallible, InitFailure> {
         cg.join_self_v1().map_err(|e| ("joining the cgroup", e))?;
     }
     become_root_in_userns(cfg).map_err(|e| ("becoming root in the user namespace", e))?;
-    for (t, path) in &cfg.plan.join {
-        namespaces::join(*t, path).map_err(|e| ("joining namespace", e))?;
+    // pid and time namespaces were joined by the supervisor for us.
+    for j in cfg.plan.join.iter().filter(|j| !j.for_children()) {
+        namespaces::join(j).map_err(|e| ("joining namespace", e))?;
     }
     if cfg.plan.new_cgroupns {
         // Now that we are in our cgroup, a new cgroup namespace makes it
@@ -165,7 +166,10 @@ fn setup(cfg: &InitConfig) -> Result<std::convert::Infallible, InitFailure> {
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
             .map_err(|e| ("unsharing the cgroup namespace", e))?;
     }
-    if cfg.plan.has(LinuxNamespaceType::Uts) {
+    // In a joined UTS namespace too, as runc does (the spec: "the
+    // container UTS namespace may be" another one); without any the
+    // supervisor refused the fields.
+    if cfg.plan.has_or_joins(LinuxNamespaceType::Uts) {
         if let Some(h) = spec.hostname() {
             namespaces::set_hostname(h).map_err(|e| ("uts", e))?;
         }
@@ -292,6 +296,7 @@ fn filesystem(cfg: &InitConfig) -> Result<Option<String>, InitFailure> {
     let linux = spec.linux().as_ref();
     let propagation = linux.and_then(|l| l.rootfs_propagation().clone());
     rootfs::make_private(propagation.as_deref()).map_err(|e| ("rootfs", e))?;
+    rootfs::make_root_parent_private(&cfg.rootfs).map_err(|e| ("rootfs", e))?;
     rootfs::bind_root(&cfg.rootfs, &cfg.root_mount).map_err(|e| ("rootfs", e))?;
     let ctx = MountContext {
         root: &cfg.root_mount,
@@ -335,14 +340,13 @@ fn filesystem(cfg: &InitConfig) -> Result<Option<String>, InitFailure> {
     }
     // Before the read-only paths: /proc/sys is one of them.
     sysctl(spec)?;
+    // runc's order: read-only paths, then masked ones (a path masked
+    // under a read-only one is still masked).
     if let Some(l) = linux {
+        rootfs::readonly_paths(&l.readonly_paths().clone().unwrap_or_default())
+            .map_err(|e| ("read-only paths", e))?;
         rootfs::mask_paths(&l.masked_paths().clone().unwrap_or_default())
             .map_err(|e| ("masked paths", e))?;
-        rootfs::readonly_paths(
-            &l.readonly_paths().clone().unwrap_or_default(),
-            cfg.in_userns,
-        )
-        .map_err(|e| ("read-only paths", e))?;
     }
     // Host-root mode made the whole tree read-only when binding it.
     let readonly = spec

@@ -290,6 +290,21 @@ impl Supervisor {
         let linux = spec.linux().clone().unwrap_or_default();
         let plan = NamespacePlan::from_spec(&linux.namespaces().clone().unwrap_or_default())
             .map_err(|e| Error::Spec(e.to_string()))?;
+        // Bad namespace paths and fields that would act on the host's
+        // namespaces fail before anything is created.
+        plan.check_paths().map_err(|e| Error::Spec(e.to_string()))?;
+        let sysctl: Vec<&str> = linux
+            .sysctl()
+            .as_ref()
+            .map(|m| m.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        plan.check_fields(
+            spec.hostname().as_ref().is_some_and(|h| !h.is_empty()),
+            spec.domainname().as_ref().is_some_and(|d| !d.is_empty()),
+            &sysctl,
+            Path::new("/proc/self/ns"),
+        )
+        .map_err(|e| Error::Spec(e.to_string()))?;
         let seccomp = match linux.seccomp() {
             Some(profile) => Some(isolator::seccomp::compile(profile)?),
             None => None,
@@ -402,14 +417,27 @@ impl Supervisor {
             terminal,
         };
         let flags = self.plan.clone_flags;
+        // A pid (or time) namespace joined by path takes effect for
+        // children only: init must be born in it.
+        let for_children = self
+            .plan
+            .enter_for_children()
+            .map_err(|e| Error::Spec(e.to_string()))?;
         // SAFETY: the supervisor is single-threaded, so the child (a copy of
         // this process) may run arbitrary code; it ends in execve or _exit.
         let cloned =
             unsafe { isolator::process::clone_fork(flags, cgroup_dir.as_ref().map(|f| f.as_fd())) }
-                .map_err(|e| Error::sys(format!("clone with {flags:?}"), e))?;
+                .map_err(|e| Error::sys(format!("clone with {flags:?}"), e));
+        if let Ok(isolator::process::Forked::Child) = cloned.as_ref().map(|c| &c.forked) {
+            init::run(&cfg);
+        }
+        for_children
+            .restore()
+            .map_err(|e| Error::Spec(e.to_string()))?;
+        let cloned = cloned?;
         let pid = match cloned.forked {
-            isolator::process::Forked::Child => init::run(&cfg),
             isolator::process::Forked::Parent { child } => child,
+            isolator::process::Forked::Child => unreachable!("init::run never returns"),
         };
         drop(cfg);
         crate::trace::mark("supervisor: init cloned");

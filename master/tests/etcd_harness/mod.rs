@@ -33,6 +33,9 @@ fn free_port() -> u16 {
 
 pub struct Etcd {
     binary: PathBuf,
+    /// The member name, unique per instance: how `wait_ready` tells this
+    /// etcd from another test's that got the same port.
+    name: String,
     child: Option<Child>,
     data: tempfile::TempDir,
     pub client_port: u16,
@@ -41,17 +44,33 @@ pub struct Etcd {
 
 impl Etcd {
     /// Starts etcd and waits until it serves; `None` if it is not installed.
+    /// Tests run in parallel processes, so a free port may be taken by
+    /// another test's etcd before ours binds it: then it starts again on
+    /// other ports.
     pub fn start() -> Option<Etcd> {
+        static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let binary = etcd_binary()?;
+        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut etcd = Etcd {
             binary,
+            name: format!("berth-test-{}-{n}", std::process::id()),
             child: None,
             data: tempfile::tempdir().unwrap(),
             client_port: free_port(),
             peer_port: free_port(),
         };
-        etcd.spawn();
-        Some(etcd)
+        for _ in 0..5 {
+            match etcd.try_spawn() {
+                Ok(()) => return Some(etcd),
+                Err(log) if log.contains("address already in use") => {
+                    let _ = std::fs::remove_dir_all(etcd.data.path().join("data"));
+                    etcd.client_port = free_port();
+                    etcd.peer_port = free_port();
+                }
+                Err(log) => panic!("etcd exited before serving: {log}"),
+            }
+        }
+        panic!("etcd found no free ports in 5 tries: {}", etcd.log_tail());
     }
 
     /// `127.0.0.1:PORT`.
@@ -72,18 +91,25 @@ impl Etcd {
     }
 
     fn spawn(&mut self) {
+        if let Err(log) = self.try_spawn() {
+            panic!("etcd exited before serving: {log}");
+        }
+    }
+
+    /// Starts etcd and waits until it serves; Err(its log) if it exits.
+    fn try_spawn(&mut self) -> Result<(), String> {
         let client = self.url();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let log = std::fs::File::create(self.data.path().join("etcd.log")).unwrap();
         let mut cmd = Command::new(&self.binary);
-        cmd.args(["--name", "berth-test"])
+        cmd.args(["--name", &self.name])
             .arg("--data-dir")
             .arg(self.data.path().join("data"))
             .args(["--listen-client-urls", &client])
             .args(["--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &peer])
             .args(["--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("berth-test={peer}")])
+            .args(["--initial-cluster", &format!("{}={peer}", self.name)])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
@@ -98,22 +124,20 @@ impl Etcd {
             });
         }
         self.child = Some(cmd.spawn().expect("start etcd"));
-        self.wait_ready();
+        self.wait_ready()
     }
 
-    /// Waits until etcd answers its /health endpoint (plain HTTP/1.1 on the
-    /// client port).
-    fn wait_ready(&mut self) {
+    /// Waits until this etcd (its member name) answers on the client port;
+    /// Err(its log) if it exits first.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "etcd exited with {status} before serving: {}",
-                    self.log_tail()
-                );
+                self.child = None;
+                return Err(format!("exit {status}: {}", self.log_tail()));
             }
             if self.healthy() {
-                return;
+                return Ok(());
             }
             assert!(
                 Instant::now() < deadline,
@@ -124,20 +148,23 @@ impl Etcd {
         }
     }
 
+    /// True when the member list on the client port names this etcd (the
+    /// v3 JSON gateway, plain HTTP/1.1): it is up and it is ours.
     fn healthy(&self) -> bool {
         use std::io::{Read, Write};
         let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.client_port)) else {
             return false;
         };
         let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        if s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .is_err()
-        {
+        let request = "POST /v3/cluster/member/list HTTP/1.1\r\nHost: x\r\n\
+                       Content-Type: application/json\r\nContent-Length: 2\r\n\
+                       Connection: close\r\n\r\n{}";
+        if s.write_all(request.as_bytes()).is_err() {
             return false;
         }
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
-        out.contains("\"health\":\"true\"")
+        out.starts_with("HTTP/1.1 200") && out.contains(&format!("\"name\":\"{}\"", self.name))
     }
 
     pub fn log_tail(&self) -> String {
