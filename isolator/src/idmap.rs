@@ -12,8 +12,11 @@ use oci_spec::runtime::LinuxIdMapping;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdMapError {
-    #[error("writing {file}: {source}")]
+    /// The kernel refused a map: names the config field and says what the
+    /// kernel allows.
+    #[error("{field}: writing {file}: {source} (the kernel allows at most 340 ranges, none overlapping in the container or on the host, each host range mapped in the runtime's own user namespace, and sizes above 0)")]
     Write {
+        field: &'static str,
         file: String,
         source: std::io::Error,
     },
@@ -48,25 +51,26 @@ pub fn write_maps(
     let base = proc_root.join(pid.to_string());
     let euid = nix::unistd::geteuid().as_raw();
     let egid = nix::unistd::getegid().as_raw();
-    let write = |name: &str, text: &str| {
+    let write = |field: &'static str, name: &str, text: &str| {
         let file = base.join(name);
         fs::write(&file, text).map_err(|source| IdMapError::Write {
+            field,
             file: file.display().to_string(),
             source,
         })
     };
     if privileged || only_self(uid_maps, euid) {
-        write("uid_map", &map_text(uid_maps))?;
+        write("linux.uidMappings", "uid_map", &map_text(uid_maps))?;
     } else {
         run_helper("newuidmap", pid, uid_maps)?;
     }
     if privileged {
-        write("gid_map", &map_text(gid_maps))?;
+        write("linux.gidMappings", "gid_map", &map_text(gid_maps))?;
     } else if only_self(gid_maps, egid) {
         // An unprivileged process may map its own gid only after giving up
         // setgroups(2) in the namespace (CVE-2014-8989).
-        write("setgroups", "deny")?;
-        write("gid_map", &map_text(gid_maps))?;
+        write("linux.gidMappings", "setgroups", "deny")?;
+        write("linux.gidMappings", "gid_map", &map_text(gid_maps))?;
     } else {
         run_helper("newgidmap", pid, gid_maps)?;
     }

@@ -91,6 +91,83 @@ pub fn make_private(propagation: Option<&str>) -> Result<()> {
     )
 }
 
+/// runc's rootfsParentMountPrivate: with a shared rootfsPropagation the
+/// mount holding the rootfs is shared, and then the root's bind mount (and
+/// every mount under it) would propagate to its peers (the host), and
+/// pivot_root refuses a shared parent (EINVAL). That one mount is made
+/// private; the others keep the propagation asked for.
+pub fn make_root_parent_private(rootfs: &Path) -> Result<()> {
+    let text = io(
+        "reading",
+        Path::new("/proc/self/mountinfo"),
+        fs::read_to_string("/proc/self/mountinfo"),
+    )?;
+    let Some((mount_point, shared)) = mount_point_of(&text, rootfs) else {
+        return Ok(());
+    };
+    if !shared {
+        return Ok(());
+    }
+    sys(
+        "making private the parent mount",
+        &mount_point,
+        mount(
+            None::<&str>,
+            &mount_point,
+            None::<&str>,
+            MsFlags::MS_PRIVATE,
+            None::<&str>,
+        ),
+    )
+}
+
+/// The mount point in `mountinfo` that holds `path` (the longest mount
+/// point that is a prefix of it; the last one listed wins, being on top),
+/// and whether that mount is shared.
+fn mount_point_of(mountinfo: &str, path: &Path) -> Option<(PathBuf, bool)> {
+    let mut best: Option<(PathBuf, bool)> = None;
+    for line in mountinfo.lines() {
+        let Some((head, _)) = line.split_once(" - ") else {
+            continue;
+        };
+        let fields: Vec<&str> = head.split(' ').collect();
+        let Some(mp) = fields.get(4).map(|m| PathBuf::from(unescape_mountinfo(m))) else {
+            continue;
+        };
+        if !path.starts_with(&mp) {
+            continue;
+        }
+        let shared = fields.iter().skip(6).any(|f| f.starts_with("shared:"));
+        let longer = best
+            .as_ref()
+            .is_none_or(|(b, _)| mp.components().count() >= b.components().count());
+        if longer {
+            best = Some((mp, shared));
+        }
+    }
+    best
+}
+
+/// mountinfo escapes space, tab, newline and backslash as \ooo (octal).
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Bind-mounts the root filesystem at `target` so that it is a mount point
 /// pivot_root can use. When `rootfs` is the host's "/" (Berth's host-root
 /// mode) the whole mount tree is bound and made read-only recursively, so
@@ -530,8 +607,8 @@ fn mount_one(m: &Mount, ctx: &MountContext) -> Result<()> {
     Ok(())
 }
 
-/// runc's "cgroup" mount on a v1 host: a tmpfs at `dest`, one read-only
-/// bind of the container's cgroup per hierarchy in it, symlinks for
+/// runc's "cgroup" mount on a v1 host: a tmpfs at `dest`, one bind of the
+/// container's cgroup per hierarchy in it (read-only when the mount is), symlinks for
 /// comounted controllers, and the tmpfs made read-only too when the mount
 /// asks for "ro". Every failure is an error: a container must not see the
 /// host's cgroups where it expects its own, nor nothing at all.
@@ -549,10 +626,10 @@ fn mount_cgroup_v1(dest: &Path, flags: MsFlags, ctx: &MountContext) -> Result<()
             Some("mode=755"),
         ),
     )?;
-    // The binds are read-only whatever the mount says, as runc's are:
-    // the container manages nothing through them, and a writable
-    // cgroupfs would let it raise its own limits.
-    let bind_flags = flags | MsFlags::MS_RDONLY;
+    // The binds take the mount's own flags, as runc's do: read-only when
+    // it says "ro" (engines' default), writable when it says "rw" (a
+    // container trusted to manage its own cgroups, e.g. systemd inside).
+    let bind_flags = flags;
     for (name, source) in &ctx.cgroups.v1 {
         let target = dest.join(name);
         io("creating", &target, fs::create_dir(&target))?;
@@ -816,10 +893,21 @@ fn make_device(
 /// nothing of the host's tree stays reachable (the pivot_root(".", ".")
 /// idiom from runc: no temporary directory for the old root is needed).
 pub fn pivot(root: &Path) -> Result<()> {
+    let old_root = io("opening", Path::new("/"), fs::File::open("/"))?;
     sys("changing directory to", root, chdir(root))?;
     sys("pivot_root to", root, pivot_root(".", "."))?;
-    // The old root is now mounted on top of the new one; make sure its
-    // unmount does not propagate anywhere, then lazily detach it.
+    // The old root is now mounted on top of the new one. "." must name
+    // the old root, not the new one under it: a recursive MS_SLAVE on the
+    // new root would strip the propagation the spec's mounts asked for
+    // ("shared" on a bind), so go there through the old root's descriptor
+    // (as runc does), make sure its unmount does not propagate anywhere,
+    // then lazily detach it.
+    sys(
+        "changing directory to the old root",
+        Path::new("/"),
+        nix::unistd::fchdir(&old_root),
+    )?;
+    drop(old_root);
     sys(
         "setting propagation of old root",
         root,
@@ -839,8 +927,6 @@ pub fn pivot(root: &Path) -> Result<()> {
     sys("changing directory to", Path::new("/"), chdir("/"))
 }
 
-/// Hides `paths` (OCI maskedPaths): /dev/null over files, an empty
-/// read-only tmpfs over directories. Paths that do not exist are skipped.
 /// The old way of entering the root, for roots where pivot_root is not
 /// allowed (a ramfs root): move the root mount onto "/" and chroot into
 /// it (runc's --no-pivot). The old root stays reachable for a process
@@ -880,6 +966,9 @@ pub fn bind_console(root: &Path, console: &Path) -> Result<()> {
     )
 }
 
+/// Hides `paths` (OCI maskedPaths): /dev/null over files, an empty
+/// read-only tmpfs over directories (no size or mode: runc's mount).
+/// Paths that do not exist are skipped, as runc does.
 pub fn mask_paths(paths: &[String]) -> Result<()> {
     for p in paths {
         let path = Path::new(p);
@@ -893,7 +982,7 @@ pub fn mask_paths(paths: &[String]) -> Result<()> {
                 path,
                 Some("tmpfs"),
                 MsFlags::MS_RDONLY,
-                Some("size=0k,mode=755"),
+                None::<&str>,
             )
         } else {
             mount(
@@ -910,8 +999,10 @@ pub fn mask_paths(paths: &[String]) -> Result<()> {
 }
 
 /// Makes `paths` read-only (OCI readonlyPaths) with a bind mount onto
-/// itself and a read-only remount. Paths that do not exist are skipped.
-pub fn readonly_paths(paths: &[String], in_userns: bool) -> Result<()> {
+/// itself and a read-only remount that keeps the mount's other flags, as
+/// runc's does (adding noexec would make e.g. a read-only /bin unusable).
+/// Paths that do not exist are skipped.
+pub fn readonly_paths(paths: &[String]) -> Result<()> {
     for p in paths {
         let path = Path::new(p);
         if fs::symlink_metadata(path).is_err() {
@@ -928,11 +1019,9 @@ pub fn readonly_paths(paths: &[String], in_userns: bool) -> Result<()> {
                 None::<&str>,
             ),
         )?;
-        remount_bind(
-            path,
-            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-            in_userns,
-        )?;
+        // Always keeping the flags the mount has is also what a user
+        // namespace requires (it locks them).
+        remount_bind(path, MsFlags::MS_RDONLY, true)?;
     }
     Ok(())
 }
@@ -988,6 +1077,25 @@ mod tests {
         assert_eq!(
             secure_join(root, Path::new("/../../tmp")).unwrap(),
             root.join("tmp")
+        );
+    }
+
+    #[test]
+    fn the_mount_holding_a_path_and_its_sharing() {
+        let info = "27 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw\n\
+                    42 27 254:0 /x /run/netns rw,relatime shared:2 - ext4 /dev/vda rw\n\
+                    43 27 0:50 / /srv/a\\040b rw,relatime - tmpfs tmpfs rw\n";
+        assert_eq!(
+            mount_point_of(info, Path::new("/srv/a b/rootfs")),
+            Some((PathBuf::from("/srv/a b"), false))
+        );
+        assert_eq!(
+            mount_point_of(info, Path::new("/srv/ab")),
+            Some((PathBuf::from("/"), true))
+        );
+        assert_eq!(
+            mount_point_of(info, Path::new("/run/netns/x")),
+            Some((PathBuf::from("/run/netns"), true))
         );
     }
 
