@@ -1,5 +1,5 @@
 //! Berth as a drop-in for runc's command line: the lifecycle verbs, state
-//! JSON, exit codes and errors, hooks, terminals over --console-socket, and
+//! JSON, exit codes and errors, hooks (terminals: tests/runtime_tty.rs), and
 //! config.json fields checked from inside the container, with runc on the
 //! same bundle where it makes the comparison meaningful.
 
@@ -292,67 +292,6 @@ fn a_failing_or_slow_hook_fails_create_and_leaves_nothing() {
     assert!(r.err.contains("poststart hook /bin/false"), "{}", r.err);
     assert_eq!(state(&b, "p")["status"], "running");
     assert_eq!(berth(&b, &["delete", "-f", "p"]).code, 0);
-}
-
-/// process.terminal: the pty master arrives on the console socket; the
-/// container sees a terminal on stdio and as /dev/console.
-#[test]
-fn terminal_through_the_console_socket() {
-    require_root!();
-    let b = Berth::new();
-    let bundle = Bundle::new(&b, |c| {
-        c["process"]["terminal"] = json!(true);
-        c["process"]["args"] =
-            sh("test -t 0 && test -t 1 && echo is-a-tty; ls -l /dev/console | cut -c1; read x; echo got-$x");
-    });
-    let sock_dir = tempfile::tempdir().unwrap();
-    let sock = sock_dir.path().join("console.sock");
-    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-    let t = std::thread::spawn(move || {
-        let (s, _) = listener.accept().unwrap();
-        recv_fd(&s)
-    });
-    let r = berth(
-        &b,
-        &[
-            "run",
-            "-d",
-            "--console-socket",
-            sock.to_str().unwrap(),
-            "--bundle",
-            bundle.path(),
-            "tty",
-        ],
-    );
-    assert_eq!(r.code, 0, "{}", r.err);
-    let master = t.join().unwrap();
-    nix::unistd::write(&master, b"hello\n").unwrap();
-    let mut seen = String::new();
-    let ok = wait_until(5, || {
-        let mut buf = [0u8; 1024];
-        let mut fds = [nix::poll::PollFd::new(
-            std::os::fd::AsFd::as_fd(&master),
-            nix::poll::PollFlags::POLLIN,
-        )];
-        if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)).unwrap_or(0) > 0 {
-            if let Ok(n) = nix::unistd::read(&master, &mut buf) {
-                seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        }
-        seen.contains("got-hello")
-    });
-    assert!(ok, "terminal output: {seen:?}");
-    assert!(seen.contains("is-a-tty"), "{seen:?}");
-    assert!(
-        seen.contains("\nc") || seen.contains("c\r"),
-        "/dev/console is a char device: {seen:?}"
-    );
-    let _ = berth(&b, &["delete", "-f", "tty"]);
-
-    // terminal without a console socket is an error naming the field.
-    let r = berth(&b, &["create", "--bundle", bundle.path(), "tty2"]);
-    assert_eq!(r.code, 1);
-    assert!(r.err.contains("process.terminal"), "{}", r.err);
 }
 
 /// config.json fields, checked from inside the container.

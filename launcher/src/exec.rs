@@ -33,8 +33,12 @@ pub struct ExecRequest {
     /// runc's --detach: return the process's host pid once it runs, and
     /// leave it to the caller's subreaper instead of waiting for it.
     pub detach: bool,
-    /// runc's --tty: a new pty is the process's stdio and controlling
-    /// terminal; its master is sent to this console socket.
+    /// runc's --tty: a pty of the container's devpts is the process's
+    /// stdio and controlling terminal. Its master goes to `console_socket`
+    /// (with `detach`), or, in the foreground without one, is relayed to
+    /// the caller's stdin/stdout by [`crate::console::relay`] (runc's).
+    pub tty: bool,
+    /// runc's --console-socket: the unix socket the pty master is sent to.
     pub console_socket: Option<PathBuf>,
 }
 
@@ -89,15 +93,34 @@ impl Launcher {
             user.gid = g;
         }
         user.additional_gids.extend(&req.additional_gids);
-        let pty = match &req.console_socket {
-            Some(sock) => {
-                let pty = crate::console::open_pty(None)?;
-                crate::console::send_master(sock, &pty.master)?;
-                Some(pty)
+        // The terminal's master goes over `console`, connected here on the
+        // host (its path may not exist in the container); in the
+        // foreground without a console socket, to `relay_end`, and this
+        // process relays the terminal.
+        crate::runtime::check_terminal(
+            "--tty",
+            req.tty,
+            req.detach,
+            req.console_socket.as_deref(),
+        )?;
+        let (console, relay_end) = match (&req.console_socket, req.tty) {
+            (_, false) => (None, None),
+            (Some(sock), true) => (Some(crate::console::connect(sock)?), None),
+            (None, true) => {
+                let (ours, theirs) = nix::sys::socket::socketpair(
+                    nix::sys::socket::AddressFamily::Unix,
+                    nix::sys::socket::SockType::Stream,
+                    None,
+                    nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+                )
+                .map_err(|e| Error::sys("creating the console socket pair", e))?;
+                (Some(theirs), Some(ours))
             }
-            None => None,
         };
-        let pid_pipe = if req.detach {
+        // process.consoleSize comes with --process (not parsed here yet).
+        let console_size = None;
+        // The relay also needs the process's pid, to pass signals on.
+        let pid_pipe = if req.detach || relay_end.is_some() {
             Some(
                 nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
                     .map_err(|e| Error::sys("creating pipe", e))?,
@@ -161,6 +184,12 @@ impl Launcher {
         // the child may use the allocator; it ends in _exit or execve.
         match unsafe { fork() }.map_err(|e| Error::sys("fork", e))? {
             ForkResult::Parent { child } => {
+                // The child's copy is the one that matters: closed, the
+                // receiver sees the end if the child fails before sending.
+                drop(console);
+                if let Some(ours) = relay_end {
+                    return relay_exec(child, ours, pid_pipe);
+                }
                 let code = loop {
                     match waitpid(child, None) {
                         Ok(WaitStatus::Exited(_, c)) => break c,
@@ -209,9 +238,11 @@ impl Launcher {
                     Err(e) => fail(format!("fork: {e}"), 1),
                     Ok(ForkResult::Parent { child }) => {
                         if let Some((_, w)) = &pid_pipe {
+                            let _ = nix::unistd::write(w, &child.as_raw().to_ne_bytes());
+                        }
+                        if req.detach {
                             // Detached: the process is left to our
                             // caller's subreaper once we exit.
-                            let _ = nix::unistd::write(w, &child.as_raw().to_ne_bytes());
                             // SAFETY: see above.
                             unsafe { libc::_exit(0) }
                         }
@@ -228,25 +259,26 @@ impl Launcher {
                     }
                     Ok(ForkResult::Child) => {}
                 }
-                if let Some(pty) = &pty {
-                    let slave = pty.slave.as_raw_fd();
-                    // SAFETY: dup2 onto 0/1/2 replaces only this process's
-                    // stdio with the pty slave it owns.
-                    let dup_ok = unsafe {
-                        libc::dup2(slave, 0) >= 0
-                            && libc::dup2(slave, 1) >= 0
-                            && libc::dup2(slave, 2) >= 0
-                    };
-                    if !dup_ok || nix::unistd::setsid().is_err() {
-                        fail("setting up the terminal".into(), 1);
-                    }
-                    if let Err(e) = crate::console::set_controlling_terminal() {
-                        fail(e.to_string(), 1);
-                    }
-                }
                 if in_userns {
                     let _ = nix::unistd::setresgid(0.into(), 0.into(), 0.into());
                     let _ = nix::unistd::setresuid(0.into(), 0.into(), 0.into());
+                }
+                if let Some(socket) = &console {
+                    // As runc: a pty of the container's devpts (its mount
+                    // namespace is ours now), made by root in it, given to
+                    // the process's user.
+                    if let Err(e) = nix::unistd::setsid() {
+                        fail(format!("setsid: {e}"), 1);
+                    }
+                    if let Err(e) = crate::console::open_in_container(
+                        std::os::fd::AsFd::as_fd(socket),
+                        console_size,
+                        Some(user.uid),
+                    )
+                    .and_then(|_| crate::console::set_controlling_terminal())
+                    {
+                        fail(e.to_string(), 1);
+                    }
                 }
                 if let Err(e) = nix::unistd::chdir(&cwd) {
                     fail(format!("working directory {}: {e}", cwd.display()), 1);
@@ -285,4 +317,82 @@ impl Launcher {
             }
         }
     }
+}
+
+/// `exec -t` in the foreground without a console socket (runc's): the
+/// process sends its pty master to `ours`, and this process relays the
+/// terminal until the process has exited. `pid_pipe` carries the
+/// process's pid, for the signals passed on. A child that fails before
+/// sending has said why on stderr; its exit code is returned.
+fn relay_exec(
+    child: nix::unistd::Pid,
+    ours: std::os::fd::OwnedFd,
+    pid_pipe: Option<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)>,
+) -> Result<ExecOutcome> {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+    let wait_child = || loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, c)) => break c,
+            Ok(WaitStatus::Signaled(_, s, _)) => break 128 + s as i32,
+            Err(nix::errno::Errno::EINTR) | Ok(_) => continue,
+            Err(_) => break 255,
+        }
+    };
+    let Some((r, w)) = pid_pipe else {
+        return Ok(ExecOutcome::Exited(wait_child()));
+    };
+    drop(w);
+    let mut b = [0u8; 4];
+    if nix::unistd::read(&r, &mut b) != Ok(4) {
+        return Ok(ExecOutcome::Exited(wait_child()));
+    }
+    let pid = nix::unistd::Pid::from_raw(i32::from_ne_bytes(b));
+    let master = match crate::console::recv_master(std::os::fd::AsFd::as_fd(&ours)) {
+        Ok((_, m)) => m,
+        Err(_) => return Ok(ExecOutcome::Exited(wait_child())),
+    };
+    // Blocked and read from a signalfd, so that none ends this process
+    // with the caller's terminal still raw; all but SIGCHLD and SIGWINCH
+    // are passed on to the process.
+    let mut mask = SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGWINCH,
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+    ] {
+        mask.add(s);
+    }
+    let mut old = SigSet::empty();
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut old))
+        .map_err(|e| Error::sys("blocking signals", e))?;
+    let relayed = nix::sys::signalfd::SignalFd::with_flags(
+        &mask,
+        nix::sys::signalfd::SfdFlags::SFD_CLOEXEC | nix::sys::signalfd::SfdFlags::SFD_NONBLOCK,
+    )
+    .map_err(|e| Error::sys("signalfd", e))
+    .and_then(|signals| {
+        crate::console::relay(
+            crate::console::RelayIo::stdio(),
+            master,
+            &signals,
+            || match waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(_, c)) => Some(c),
+                Ok(WaitStatus::Signaled(_, s, _)) => Some(128 + s as i32),
+                Ok(_) => None,
+                Err(nix::errno::Errno::EINTR) => None,
+                Err(_) => Some(255),
+            },
+            |sig| {
+                let _ = nix::sys::signal::kill(pid, sig);
+            },
+        )
+        .map_err(Error::from)
+    });
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+    relayed.map(ExecOutcome::Exited)
 }

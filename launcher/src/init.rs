@@ -85,8 +85,11 @@ pub struct InitConfig<'a> {
     pub cgroup_view: &'a isolator::rootfs::CgroupView,
     /// Created through runc's command line: hooks, preserved fds, keyring.
     pub runtime: Option<&'a crate::state::RuntimeOptions>,
-    /// stdio is a pty slave, to become the controlling terminal.
-    pub terminal: bool,
+    /// process.terminal: the console socket, connected on the host; init
+    /// makes its terminal in the container and sends the master there.
+    pub console: Option<&'a OwnedFd>,
+    /// process.consoleSize (rows, columns).
+    pub console_size: Option<(u16, u16)>,
 }
 
 /// A failed step: the message and the exit code the container gets.
@@ -141,12 +144,9 @@ fn setup(cfg: &InitConfig) -> Result<std::convert::Infallible, InitFailure> {
     crate::trace::mark("init: begin");
     stdio(cfg).map_err(|e| ("setting up stdio", e))?;
     if cfg.runtime.is_some() {
-        // As runc: the container is a session of its own, with the pty as
-        // its controlling terminal when it has one.
+        // As runc: the container is a session of its own (its terminal,
+        // if it has one, becomes the controlling terminal once made).
         nix::unistd::setsid().map_err(|e| ("setsid", e))?;
-        if cfg.terminal {
-            crate::console::set_controlling_terminal().map_err(|e| ("terminal", e))?;
-        }
     }
     wait_for_parent(cfg)?;
     if let Some(adj) = process.oom_score_adj() {
@@ -187,6 +187,9 @@ fn setup(cfg: &InitConfig) -> Result<std::convert::Infallible, InitFailure> {
         filesystem(cfg)?
     } else {
         let state = before_pivot(cfg)?;
+        // No mount namespace: /dev is the host's, so there is no
+        // /dev/console of the container's to cover.
+        terminal(cfg, false)?;
         sysctl(spec)?;
         state
     };
@@ -325,19 +328,15 @@ fn filesystem(cfg: &InitConfig) -> Result<Option<String>, InitFailure> {
             }
         }
     }
-    if cfg.terminal {
-        // As runc: /dev/console is the container's terminal.
-        // By name: the descriptor belongs to the supervisor's mount
-        // namespace, and a bind from another namespace's mount is EINVAL.
-        let slave = std::fs::read_link("/proc/self/fd/0").map_err(|e| ("/dev/console", e))?;
-        rootfs::bind_console(&cfg.root_mount, &slave).map_err(|e| ("/dev/console", e))?;
-    }
     let hook_state = before_pivot(cfg)?;
     if cfg.runtime.is_some_and(|r| r.no_pivot) {
         rootfs::move_root(&cfg.root_mount).map_err(|e| ("rootfs", e))?;
     } else {
         rootfs::pivot(&cfg.root_mount).map_err(|e| ("rootfs", e))?;
     }
+    // Where runc makes it: in the new root, so /dev/ptmx is the
+    // container's devpts, and before the root turns read-only.
+    terminal(cfg, true)?;
     // Before the read-only paths: /proc/sys is one of them.
     sysctl(spec)?;
     // runc's order: read-only paths, then masked ones (a path masked
@@ -358,6 +357,34 @@ fn filesystem(cfg: &InitConfig) -> Result<Option<String>, InitFailure> {
         rootfs::readonly_root(cfg.in_userns).map_err(|e| ("read-only root", e))?;
     }
     Ok(hook_state)
+}
+
+/// process.terminal, as runc: a pty of the container's own devpts (the
+/// slave is /dev/pts/N inside) becomes stdio and controlling terminal, is
+/// bind-mounted over /dev/console when `mount_console`, and its master goes
+/// over the console socket, which is then closed so the receiver sees the
+/// end of the stream.
+fn terminal(cfg: &InitConfig, mount_console: bool) -> Result<(), InitFailure> {
+    let Some(socket) = cfg.console else {
+        return Ok(());
+    };
+    let owner = cfg.spec.process().as_ref().map(|p| p.user().uid());
+    let slave = crate::console::open_in_container(
+        std::os::fd::AsFd::as_fd(socket),
+        cfg.console_size,
+        owner,
+    )
+    .map_err(|e| ("terminal", e))?;
+    // SAFETY: init never returns into the frame that owns this descriptor
+    // (it execs or _exits), so nothing uses or closes it after this.
+    unsafe {
+        libc::close(socket.as_raw_fd());
+    }
+    if mount_console {
+        rootfs::bind_console(Path::new("/"), &slave).map_err(|e| ("/dev/console", e))?;
+    }
+    crate::console::set_controlling_terminal().map_err(|e| ("terminal", e))?;
+    Ok(())
 }
 
 /// runc's verbs: the supervisor runs the runtime-namespace hooks, then init

@@ -3,13 +3,16 @@
 //! the bundle's hooks at each step.
 //!
 //! A container created here differs from a `berth launch` one (see
-//! [`RuntimeOptions`]): its stdio is the caller's (or a terminal whose
-//! master goes to `--console-socket`), and its supervisor exits once init
+//! [`RuntimeOptions`]): its stdio is the caller's (or a terminal of the
+//! container's devpts whose master goes to `--console-socket`, or, for a
+//! foreground `run`, back to the caller, which relays it as runc does:
+//! [`Launcher::create_foreground`]), and its supervisor exits once init
 //! is created, so that init is reparented to the caller's subreaper (an
 //! engine's conmon or shim reaps it, as with runc). Its status is derived
 //! from init's liveness.
 
 use std::collections::BTreeMap;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use isolator::cgroups::{Cgroup, Stats};
@@ -77,7 +80,26 @@ impl Launcher {
     /// every field of its config.json, records it, and has a supervisor
     /// create init, which then waits for `start`. createRuntime and
     /// createContainer hooks (and prestart) run on the way.
+    /// A terminal needs `--console-socket` here (runc's create / run -d).
     pub fn create_from_bundle(&self, req: &BundleCreate) -> Result<Created> {
+        self.create_bundle(req, false).map(|(created, _)| created)
+    }
+
+    /// [`Launcher::create_from_bundle`] for a foreground `run`: a terminal
+    /// without `--console-socket` is allowed, and its pty master is
+    /// returned for the caller to relay ([`crate::console::relay`]). It
+    /// comes over a socket in the container's state directory, bound
+    /// before the supervisor starts and connected by it before init enters
+    /// the container (runc uses a socket pair the same way).
+    pub fn create_foreground(&self, req: &BundleCreate) -> Result<(Created, Option<OwnedFd>)> {
+        self.create_bundle(req, true)
+    }
+
+    fn create_bundle(
+        &self,
+        req: &BundleCreate,
+        foreground: bool,
+    ) -> Result<(Created, Option<OwnedFd>)> {
         if !state::is_valid_id(&req.id) {
             return Err(Error::invalid(
                 "container id",
@@ -105,21 +127,14 @@ impl Launcher {
             .as_ref()
             .and_then(|p| p.terminal())
             .unwrap_or(false);
-        match (terminal, &req.options.console_socket) {
-            (true, None) => {
-                return Err(Error::invalid(
-                    "process.terminal",
-                    "a terminal needs --console-socket (the pty master is sent there)",
-                ))
-            }
-            (false, Some(_)) => {
-                return Err(Error::invalid(
-                    "--console-socket",
-                    "given but process.terminal is false",
-                ))
-            }
-            _ => {}
-        }
+        check_terminal(
+            "process.terminal",
+            terminal,
+            !foreground,
+            req.options.console_socket.as_deref(),
+        )?;
+        let relay = terminal && req.options.console_socket.is_none();
+        let mut listener = None;
         // The copy in the state directory is what exec and inspect read
         // later; it must not depend on the bundle's location.
         if let Some(root) = spec.root().clone() {
@@ -146,13 +161,52 @@ impl Launcher {
                 .unwrap_or_default()
                 .into_iter()
                 .collect();
-            st.runtime = Some(req.options.clone());
+            let mut options = req.options.clone();
+            if relay {
+                let path = dir.dir.join("console.sock");
+                listener = Some(
+                    std::os::unix::net::UnixListener::bind(&path)
+                        .map_err(|e| Error::io("binding the internal console socket", &path, e))?,
+                );
+                options.console_socket = Some(path);
+            }
+            st.runtime = Some(options);
             self.spawn(&dir, st, &opts)
         })();
-        if result.is_err() {
-            let _ = self.root.remove(&req.id, None);
+        let mut created = match result {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = self.root.remove(&req.id, None);
+                return Err(e);
+            }
+        };
+        let Some(listener) = listener else {
+            return Ok((created, None));
+        };
+        // Init connected (through the supervisor) and sent the master
+        // before it reported itself created: both are already queued.
+        let received = listener
+            .set_nonblocking(true)
+            .and_then(|()| listener.accept())
+            .map_err(|e| {
+                Error::io(
+                    "accepting on the internal console socket",
+                    &dir_sock(self, &req.id),
+                    e,
+                )
+            })
+            .and_then(|(stream, _)| {
+                crate::console::recv_master(stream.as_fd()).map_err(Error::from)
+            });
+        let _ = std::fs::remove_file(dir_sock(self, &req.id));
+        match received {
+            Ok((_, master)) => Ok((created, Some(master))),
+            Err(e) => {
+                created.wait_supervisor();
+                let _ = self.delete_runtime(&req.id, true);
+                Err(e)
+            }
         }
-        result
     }
 
     /// The runtime-spec state of a container.
@@ -340,6 +394,42 @@ impl Launcher {
                 .collect(),
         )
     }
+}
+
+fn dir_sock(l: &Launcher, id: &str) -> PathBuf {
+    l.root.container(id).dir.join("console.sock")
+}
+
+/// runc's checkTerminal, in its words: a terminal (`what`: process.terminal
+/// or exec's --tty) needs a console socket when berth detaches, and a
+/// console socket is only for a terminal of a detached container or
+/// process (in the foreground berth relays the terminal itself).
+pub fn check_terminal(
+    what: &str,
+    terminal: bool,
+    detach: bool,
+    console_socket: Option<&Path>,
+) -> Result<()> {
+    if detach && terminal && console_socket.is_none() {
+        return Err(Error::invalid(
+            "--console-socket",
+            format!(
+                "cannot allocate tty if berth will detach without setting console socket \
+                 ({what} is true)"
+            ),
+        ));
+    }
+    if (!detach || !terminal) && console_socket.is_some() {
+        return Err(Error::invalid(
+            "--console-socket",
+            format!(
+                "cannot use console socket if berth will not detach or allocate tty \
+                 ({what} is {terminal}{})",
+                if detach { "" } else { ", in the foreground" }
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The hooks of a container's config.json (the copy in its state dir,

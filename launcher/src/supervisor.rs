@@ -345,7 +345,27 @@ impl Supervisor {
         self.runtime = st.runtime.clone();
         let process = self.spec.process().clone().unwrap_or_default();
         let terminal = self.runtime.is_some() && process.terminal().unwrap_or(false);
-        let (stdin, out_w, err_w, pipes) = self.stdio(terminal, &process)?;
+        let (stdin, out_w, err_w, pipes) = self.stdio(terminal)?;
+        // Connected here, on the host, before init enters the container
+        // (where the socket's path may not exist); init sends the master.
+        let console = match self
+            .runtime
+            .as_ref()
+            .and_then(|r| r.console_socket.as_ref())
+        {
+            Some(path) if terminal => Some(crate::console::connect(path)?),
+            _ if terminal => {
+                return Err(Error::invalid(
+                    "--console-socket",
+                    "process.terminal is true but no console socket was given",
+                ))
+            }
+            _ => None,
+        };
+        let console_size = process
+            .console_size()
+            .as_ref()
+            .map(|b| (b.height() as u16, b.width() as u16));
         let (sync_parent, sync_child) = socketpair(
             AddressFamily::Unix,
             SockType::SeqPacket,
@@ -414,7 +434,8 @@ impl Supervisor {
             cgroup: self.cgroup.as_ref(),
             cgroup_view: &cgroup_view,
             runtime: self.runtime.as_ref(),
-            terminal,
+            console: console.as_ref(),
+            console_size,
         };
         let flags = self.plan.clone_flags;
         // A pid (or time) namespace joined by path takes effect for
@@ -441,7 +462,7 @@ impl Supervisor {
         };
         drop(cfg);
         crate::trace::mark("supervisor: init cloned");
-        drop((sync_child, out_w, err_w, stdin, fifo, cgroup_dir));
+        drop((sync_child, out_w, err_w, stdin, fifo, cgroup_dir, console));
         self.init = Some(pid);
         if let Some((out_r, err_r)) = pipes {
             self.outputs = vec![
@@ -540,34 +561,29 @@ impl Supervisor {
     /// The container's stdin, stdout and stderr, and the read ends of the
     /// output pipes when the supervisor keeps the output in log files.
     /// `berth launch`: /dev/null and pipes to us. runc's verbs: the
-    /// caller's own stdio, or the slave of a new pty whose master goes to
-    /// the console socket.
+    /// caller's own stdio, or /dev/null until init has made its terminal.
     #[allow(clippy::type_complexity)]
     fn stdio(
         &self,
         terminal: bool,
-        process: &oci_spec::runtime::Process,
     ) -> Result<(OwnedFd, OwnedFd, OwnedFd, Option<(OwnedFd, OwnedFd)>)> {
         let dup = |fd: std::os::fd::BorrowedFd| -> Result<OwnedFd> {
             fd.try_clone_to_owned()
                 .map_err(|e| Error::io("duplicating stdio", Path::new("-"), e))
         };
-        if let Some(rt) = &self.runtime {
+        if self.runtime.is_some() {
             if terminal {
-                let size = process
-                    .console_size()
-                    .as_ref()
-                    .map(|b| (b.height() as u16, b.width() as u16));
-                let pty = crate::console::open_pty(size)?;
-                if let Some(sock) = &rt.console_socket {
-                    crate::console::send_master(sock, &pty.master)?;
-                }
-                return Ok((
-                    dup(pty.slave.as_fd())?,
-                    dup(pty.slave.as_fd())?,
-                    pty.slave,
-                    None,
-                ));
+                // As runc: init starts on /dev/null and takes the pty it
+                // opens in the container as stdio once it has one.
+                let null = || -> Result<OwnedFd> {
+                    Ok(File::options()
+                        .read(true)
+                        .write(true)
+                        .open("/dev/null")
+                        .map_err(|e| Error::io("opening", Path::new("/dev/null"), e))?
+                        .into())
+                };
+                return Ok((null()?, null()?, null()?, None));
             }
             // SAFETY: 0, 1 and 2 are this process's stdio, open for its
             // whole life (the launcher passed its own); borrowing them

@@ -33,7 +33,8 @@ pub struct Args {
     /// File to write the process's pid to
     #[arg(long, value_name = "PATH")]
     pid_file: Option<PathBuf>,
-    /// Give the process a terminal (its master goes to --console-socket)
+    /// Give the process a terminal (its master goes to --console-socket
+    /// with -d; in the foreground berth relays it)
     #[arg(long, short = 't')]
     tty: bool,
     /// Unix socket that receives the pty master
@@ -66,7 +67,11 @@ fn parse_user(u: &str) -> Result<(u32, u32), Failure> {
 }
 
 pub fn run(l: &Launcher, a: Args) -> CmdResult {
-    let runc_form = a.process.is_some() || a.detach || a.tty || a.pid_file.is_some();
+    let runc_form = a.process.is_some()
+        || a.detach
+        || a.tty
+        || a.console_socket.is_some()
+        || a.pid_file.is_some();
     let mut req = ExecRequest {
         args: a.command,
         env: a.env,
@@ -74,6 +79,7 @@ pub fn run(l: &Launcher, a: Args) -> CmdResult {
         user: a.user.as_deref().map(parse_user).transpose()?,
         additional_gids: a.additional_gids,
         detach: a.detach,
+        tty: false,
         console_socket: None,
     };
     let mut tty = a.tty;
@@ -90,15 +96,11 @@ pub fn run(l: &Launcher, a: Args) -> CmdResult {
             .extend(p.user().additional_gids().clone().unwrap_or_default());
         tty |= p.terminal().unwrap_or(false);
     }
-    if tty {
-        let Some(sock) = a.console_socket else {
-            return Err(super::runtime::fail(launcher::Error::invalid(
-                "--tty",
-                "needs --console-socket (the pty master is sent there)",
-            )));
-        };
-        req.console_socket = Some(sock);
-    }
+    // With -d the master goes to --console-socket; in the foreground
+    // berth relays the terminal to its own stdin/stdout (runc's rules,
+    // checked by the launcher).
+    req.tty = tty;
+    req.console_socket = a.console_socket;
     let outcome = l.exec_with(&a.container, &req);
     let outcome = if runc_form {
         outcome.map_err(super::runtime::fail)?

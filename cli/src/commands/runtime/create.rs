@@ -1,5 +1,7 @@
 //! `berth create [flags] ID`: set the container up from its bundle; its
-//! init waits for `start`.
+//! init waits for `start`. A terminal (process.terminal) needs
+//! --console-socket, which receives the pty master (runc's rule: nobody
+//! stays to relay it).
 
 use launcher::Launcher;
 

@@ -2,7 +2,12 @@
 //! default) berth becomes a child subreaper before creating, so init is
 //! handed to it when the supervisor exits; it forwards signals, reaps init,
 //! deletes the container (poststop hooks) and exits with init's code.
-//! With --detach it returns once the program runs, as `create` + `start`.
+//! A terminal (process.terminal) without --console-socket is relayed as
+//! runc does: the pty master comes back to berth, which copies the
+//! caller's stdin (raw if it is a terminal) to it and its output to
+//! stdout, and passes on the caller's window size.
+//! With --detach it returns once the program runs, as `create` + `start`;
+//! a terminal then needs --console-socket.
 
 use std::os::fd::AsFd;
 
@@ -66,9 +71,7 @@ pub fn run(l: &Launcher, a: Args) -> CmdResult {
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(|e| fail(anyhow::anyhow!("signalfd: {e}")))?;
     let result = (|| -> Result<i32, Failure> {
-        let created = l
-            .create_from_bundle(&a.flags.request(&a.id))
-            .map_err(fail)?;
+        let (created, master) = l.create_foreground(&a.flags.request(&a.id)).map_err(fail)?;
         // Init becomes our child when the supervisor exits, which it does
         // right after reporting init created. That exit is not waited for
         // here: start needs only the created init, and wait_init reaps the
@@ -80,7 +83,20 @@ pub fn run(l: &Launcher, a: Args) -> CmdResult {
         }
         start(l, &a.id)?;
         launcher::trace::mark("run: started");
-        Ok(wait_init(Pid::from_raw(created.pid), &signals))
+        let init = Pid::from_raw(created.pid);
+        match master {
+            Some(master) => launcher::console::relay(
+                launcher::console::RelayIo::stdio(),
+                master,
+                &signals,
+                || reap_init(init),
+                |sig| {
+                    let _ = kill(init, sig);
+                },
+            )
+            .map_err(|e| fail(anyhow::anyhow!(e))),
+            None => Ok(wait_init(init, &signals)),
+        }
     })();
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&mask), None);
     launcher::trace::mark("run: init reaped");
@@ -113,13 +129,8 @@ fn start(l: &Launcher, id: &str) -> Result<(), Failure> {
 /// was reparented to us meanwhile). Returns the shell-style exit code.
 fn wait_init(init: Pid, signals: &SignalFd) -> i32 {
     loop {
-        loop {
-            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(p, code)) if p == init => return code,
-                Ok(WaitStatus::Signaled(p, sig, _)) if p == init => return 128 + sig as i32,
-                Ok(WaitStatus::StillAlive) | Err(_) => break,
-                Ok(_) => continue,
-            }
+        if let Some(code) = reap_init(init) {
+            return code;
         }
         let mut fds = [PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
         let _ = poll(&mut fds, PollTimeout::from(1000u16));
@@ -129,6 +140,19 @@ fn wait_init(init: Pid, signals: &SignalFd) -> i32 {
                     let _ = kill(init, sig);
                 }
             }
+        }
+    }
+}
+
+/// Reaps what has exited (init, and orphans reparented to us); init's
+/// shell-style exit code once it is among them.
+fn reap_init(init: Pid) -> Option<i32> {
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(p, code)) if p == init => return Some(code),
+            Ok(WaitStatus::Signaled(p, sig, _)) if p == init => return Some(128 + sig as i32),
+            Ok(WaitStatus::StillAlive) | Err(_) => return None,
+            Ok(_) => continue,
         }
     }
 }
