@@ -33,7 +33,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::cluster::{container_id, Cluster, Framework, WAIT};
+use common::cluster::{container_id, Cluster, Daemon, Framework, WAIT};
 use common::*;
 use masterlink::scheduler::{
     Call, CallType, DurationInfo, Kill, KillPolicy, Offer, Reason, TaskID, TaskInfo, TaskState,
@@ -990,4 +990,89 @@ async fn twenty_tasks_survive_an_agent_sigkill_with_updates_unacknowledged() {
         .sum();
     assert_eq!(executors, 0, "{state}");
     assert_eq!(state["completed_tasks"].as_array().unwrap().len(), N);
+}
+
+/// A master with `--authenticate-agents` and a register_agents ACL: an
+/// agent with its `--credential` registers; without one, with a wrong
+/// secret, or as a principal the ACL refuses, the agent stops (exit 1)
+/// naming the master's answer, as a Mesos agent whose authentication is
+/// refused, instead of retrying forever. The master refuses the flag
+/// without --credentials.
+#[test]
+fn agents_authenticate_to_a_master_that_requires_it() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let creds = file("credentials", "node n0de\nops s3cret\n");
+    let acls = file(
+        "acls",
+        r#"{"register_agents": [
+              {"principals": {"values": ["node"]}, "agents": {"type": "ANY"}},
+              {"principals": {"type": "ANY"}, "agents": {"type": "NONE"}}]}"#,
+    );
+    let good = file("node.json", r#"{"principal": "node", "secret": "n0de"}"#);
+    let wrong = file("wrong", "node guess\n");
+    let ops = file("ops", "ops s3cret\n");
+
+    let mut c = Cluster::start(
+        RESOURCES,
+        &[
+            &format!("--credentials={creds}"),
+            &format!("--acls={acls}"),
+            "--authenticate-agents",
+        ],
+        &[&format!("--credential={good}")],
+    );
+    // Cluster::start waited for its registration.
+    let agent_id = c.agent.line("registered with master");
+
+    let refused = |c: &mut Cluster, credential: Option<&str>, expect: &[&str]| {
+        c.agent.stop();
+        match credential {
+            Some(f) => c.restart_agent_with(&[&format!("--credential={f}")]),
+            None => {
+                let work = dir.path().join("anonymous");
+                c.agent = Daemon::spawn(
+                    "agent",
+                    &[
+                        "agent".into(),
+                        format!("--master={}", c.addr),
+                        "--port=0".into(),
+                        format!("--work-dir={}", work.display()),
+                        format!("--launcher-root={}", work.join("containers").display()),
+                        "--resources=cpus:1;mem:64".into(),
+                    ],
+                );
+            }
+        }
+        let (status, lines) = c.agent.exited();
+        let text = lines.join("\n");
+        assert_eq!(status.code(), Some(1), "{credential:?}: {text}");
+        for e in expect {
+            assert!(text.contains(e), "{credential:?}: no {e:?} in {text}");
+        }
+    };
+    refused(&mut c, Some(&wrong), &["401", "authentication failed for principal 'node'"]);
+    refused(&mut c, Some(&ops), &["403", "'ops' is not authorized to register agents"]);
+    refused(&mut c, None, &["401", "requires authentication"]);
+
+    // Back with its credential, the agent is the same agent again.
+    c.agent.stop();
+    c.restart_agent_with(&[&format!("--credential={good}")]);
+    let again = c.agent.line("registered with master");
+    let id = |l: &str| l.split_whitespace().find(|w| w.contains("-S")).map(str::to_string);
+    assert!(id(&agent_id).is_some(), "{agent_id}");
+    assert_eq!(id(&again), id(&agent_id), "{again}");
+
+    let out = std::process::Command::new(berth_bin())
+        .args(["master", "--port=0", "--authenticate-agents"])
+        .arg(format!("--work-dir={}", dir.path().join("m2").display()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--authenticate-agents"), "{}", stderr(&out));
 }

@@ -78,6 +78,12 @@ pub enum AgentError {
     /// configuration error (`berth agent` exits 2), the tasks untouched.
     #[error(transparent)]
     Reconfiguration(#[from] ReconfigurationError),
+    /// The master refused the agent in a way retrying cannot change (its
+    /// credential, an ACL, its resources or protocol): the agent stops, as
+    /// a Mesos agent does, and its containers keep running for the next
+    /// start with a fixed configuration.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Something the loop reacts to.
@@ -189,6 +195,8 @@ pub(crate) struct State {
     pub total: Resources,
     /// Volumes whose destroy waits for a task to end.
     pub volumes_deferred: Vec<VolumeKey>,
+    /// Set when the master refused the agent for good: the loop stops.
+    pub refused: Option<String>,
 }
 
 /// What the loop and the HTTP handlers share.
@@ -283,7 +291,9 @@ impl Agent {
             total: cfg.resources.clone(),
             checkpointed: Resources::new(),
             volumes_deferred: Vec::new(),
+            refused: None,
         };
+        let client = link::client(cfg.credential.as_ref());
         let shared = Arc::new(Shared {
             endpoint: local.to_string(),
             cfg,
@@ -292,7 +302,7 @@ impl Agent {
             volumes,
             state: Mutex::new(state),
             tx,
-            client: link::client(),
+            client,
             started: Instant::now(),
             start_time: now_secs(),
         });
@@ -338,6 +348,7 @@ impl Agent {
             tokio::spawn(async move { axum::serve(l, router).await })
         });
         tokio::pin!(shutdown);
+        let mut refused = None;
         loop {
             let deadline = {
                 let mut st = self.shared.lock();
@@ -356,6 +367,10 @@ impl Agent {
                 }
                 _ = &mut shutdown => break,
             }
+            if let Some(why) = self.shared.lock().refused.take() {
+                refused = Some(why);
+                break;
+            }
         }
         if let Some(t) = self.shared.lock().link.task.take() {
             t.abort();
@@ -364,7 +379,10 @@ impl Agent {
             s.abort();
         }
         log!("stopped; containers keep running and are re-adopted at the next start");
-        Ok(())
+        match refused {
+            Some(why) => Err(AgentError::Refused(why)),
+            None => Ok(()),
+        }
     }
 }
 
@@ -584,6 +602,10 @@ impl Shared {
                 {
                     self.redirected(st, &url, leader, Instant::now());
                 }
+                StreamEvent::Ended(e @ link::LinkError::Refused { status: 401 | 403, .. }) => {
+                    st.link.task = None;
+                    st.refused = Some(format!("{e}; stopping (fix --credential or the master's ACLs)"));
+                }
                 StreamEvent::Ended(e) => {
                     st.link.task = None;
                     let waiting = matches!(e, link::LinkError::Refused { status: 503, .. });
@@ -648,7 +670,10 @@ impl Shared {
                 self.shutdown_framework(st, &framework_id)
             }
             MasterMessage::Error { message } => {
-                log!("the master refused the agent: {message}");
+                st.refused = Some(format!(
+                    "the master at {} refused the agent: {message}",
+                    st.link.target
+                ));
             }
         }
     }

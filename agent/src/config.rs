@@ -44,6 +44,63 @@ pub struct Flags {
     pub boot_id_file: Option<PathBuf>,
     /// `--reconfiguration-policy` (`equal` when not given).
     pub reconfiguration_policy: Option<String>,
+    /// `--credential`: a file with the principal and secret this agent
+    /// authenticates to the master with.
+    pub credential: Option<PathBuf>,
+}
+
+/// The principal and secret the agent authenticates with (HTTP basic on
+/// every link call; the master checks them with `--authenticate-agents`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub principal: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for Credential {
+    // The secret never goes to logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("principal", &self.principal)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Credential {
+    /// Mesos' agent credential file: `{"principal": "...", "secret": "..."}`
+    /// or one line `principal secret`.
+    pub fn parse(text: &str) -> Result<Credential, String> {
+        #[derive(serde::Deserialize)]
+        struct File {
+            principal: String,
+            #[serde(default)]
+            secret: String,
+        }
+        let (principal, secret) = if text.trim_start().starts_with('{') {
+            let f: File = serde_json::from_str(text)
+                .map_err(|e| format!("expecting {{\"principal\": ..., \"secret\": ...}}: {e}"))?;
+            (f.principal, f.secret)
+        } else {
+            let mut lines = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'));
+            let line = lines.next().ok_or("the file is empty")?;
+            if lines.next().is_some() {
+                return Err("expecting one line 'principal secret'".into());
+            }
+            match line.split_whitespace().collect::<Vec<_>>()[..] {
+                [p, s] => (p.to_string(), s.to_string()),
+                _ => return Err("expecting one line 'principal secret'".into()),
+            }
+        };
+        if principal.is_empty() || principal.contains(':') {
+            return Err(format!(
+                "principal {principal:?}: must be non-empty and without ':'"
+            ));
+        }
+        Ok(Credential { principal, secret })
+    }
 }
 
 /// What the agent runs with.
@@ -81,6 +138,8 @@ pub struct AgentConfig {
     /// What a restart on the same boot may change about the agent
     /// (resources, attributes) and still keep its id and tasks.
     pub reconfiguration_policy: ReconfigurationPolicy,
+    /// What the agent authenticates to the master with, if anything.
+    pub credential: Option<Credential>,
 }
 
 impl Flags {
@@ -128,6 +187,17 @@ impl Flags {
             Some(p) => p.parse().map_err(|e: String| bad(reconfig::FLAG, e))?,
             None => ReconfigurationPolicy::default(),
         };
+        let credential = match &self.credential {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| bad("--credential", format!("{}: {e}", path.display())))?;
+                Some(
+                    Credential::parse(&text)
+                        .map_err(|e| bad("--credential", format!("{}: {e}", path.display())))?,
+                )
+            }
+            None => None,
+        };
         let launcher_root = self
             .launcher_root
             .unwrap_or_else(|| work_dir.join("containers"));
@@ -157,6 +227,7 @@ impl Flags {
                 .boot_id_file
                 .unwrap_or_else(|| PathBuf::from(crate::paths::BOOT_ID_FILE)),
             reconfiguration_policy,
+            credential,
         })
     }
 }
@@ -347,5 +418,21 @@ mod tests {
         assert_eq!(c.status_update_retry_min, Duration::from_millis(200));
         assert_eq!(c.status_update_retry_max, DEFAULT_RETRY_MAX);
         assert_eq!(c.reconfiguration_policy, ReconfigurationPolicy::Equal);
+    }
+
+    #[test]
+    fn credential_files() {
+        let c = Credential::parse(r#"{"principal": "node", "secret": "s"}"#).unwrap();
+        assert_eq!((c.principal.as_str(), c.secret.as_str()), ("node", "s"));
+        let c = Credential::parse("# agent\nnode hunter2\n").unwrap();
+        assert_eq!((c.principal.as_str(), c.secret.as_str()), ("node", "hunter2"));
+        assert!(!format!("{c:?}").contains("hunter2"), "{c:?}");
+        for bad in ["", "node", "a s\nb t\n", "{\"secret\": \"s\"}", "a:b s"] {
+            assert!(Credential::parse(bad).is_err(), "{bad:?}");
+        }
+        let d = tempfile::tempdir().unwrap();
+        let mut f = flags(d.path());
+        f.credential = Some(d.path().join("missing"));
+        assert_eq!(f.into_config().unwrap_err().flag, "--credential");
     }
 }

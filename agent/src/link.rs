@@ -18,6 +18,8 @@ use futures_util::StreamExt;
 use masterlink::protocol::{AgentCall, MasterMessage, AGENT_API_PATH, STREAM_ID_HEADER};
 use masterlink::recordio::Decoder;
 
+use crate::config::Credential;
+
 /// A failure of the link.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LinkError {
@@ -46,11 +48,24 @@ pub enum StreamEvent {
 
 /// The HTTP client for the link: connects within 5 s; no overall timeout,
 /// since the REGISTER answer is a stream that lasts as long as the link.
-pub fn client() -> reqwest::Client {
+/// With a credential, every call carries it (HTTP basic); redirects are
+/// followed by the agent itself, so it goes to whichever master leads.
+pub fn client(credential: Option<&Credential>) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(c) = credential {
+        let token = masterlink::scheduler::encode_base64(
+            format!("{}:{}", c.principal, c.secret).as_bytes(),
+        );
+        if let Ok(mut v) = reqwest::header::HeaderValue::from_str(&format!("Basic {token}")) {
+            v.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
+    }
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .redirect(reqwest::redirect::Policy::none())
+        .default_headers(headers)
         .build()
         .unwrap_or_else(|_| reqwest::Client::new())
 }
@@ -295,7 +310,7 @@ mod tests {
         let (addr, server) = serve(vec![a.to_vec(), b.to_vec()]).await;
         let got = Arc::new(Mutex::new(Vec::new()));
         let sink = got.clone();
-        open_stream(client(), url(&addr), register(), move |e| {
+        open_stream(client(None), url(&addr), register(), move |e| {
             sink.lock().unwrap().push(format!("{e:?}"))
         })
         .await;
@@ -334,7 +349,7 @@ mod tests {
         let got = Arc::new(Mutex::new(Vec::new()));
         let sink = got.clone();
         open_stream(
-            client(),
+            client(None),
             url(&format!("127.0.0.1:{port}")),
             register(),
             move |e| sink.lock().unwrap().push(e),

@@ -251,7 +251,7 @@ async fn master_failover(n: usize) -> String {
     let leader = addrs[old].clone();
 
     let regs: Regs = Arc::new(Mutex::new(vec![Reg::default(); n]));
-    let client = link::client();
+    let client = link::client(None);
     let list = Arc::new(addrs.clone());
     let started = Instant::now();
     let agents: Vec<_> = (0..n)

@@ -1,7 +1,9 @@
 //! Who may do what: principals with secrets (HTTP basic authentication, as
 //! Mesos' `--credentials` with `--authenticate_frameworks` and
-//! `--authenticate_http_readwrite`) and ACLs for the resource operations
-//! (Mesos' `--acls`: RESERVE, UNRESERVE, CREATE_VOLUME, DESTROY_VOLUME).
+//! `--authenticate_http_readwrite`; agents too with `--authenticate-agents`)
+//! and ACLs for the resource operations and agent registration (Mesos'
+//! `--acls`: RESERVE, UNRESERVE, CREATE_VOLUME, DESTROY_VOLUME,
+//! REGISTER_AGENT).
 //!
 //! Off unless a credentials file is given. The file formats are Mesos':
 //!
@@ -14,7 +16,8 @@
 //!  "reserve_resources": [{"principals": {"values": ["ops"]}, "roles": {"values": ["dev"]}}],
 //!  "unreserve_resources": [{"principals": {"values": ["ops"]}, "reserver_principals": {"type": "ANY"}}],
 //!  "create_volumes": [{"principals": {"type": "ANY"}, "roles": {"values": ["dev"]}}],
-//!  "destroy_volumes": [{"principals": {"values": ["ops"]}, "creator_principals": {"values": ["ops"]}}]}
+//!  "destroy_volumes": [{"principals": {"values": ["ops"]}, "creator_principals": {"values": ["ops"]}}],
+//!  "register_agents": [{"principals": {"values": ["node"]}, "agents": {"type": "ANY"}}]}
 //! ```
 //! Rules are tried in order; the first whose subject and object both match
 //! decides (an object of type NONE denies); with no match `permissive`
@@ -176,6 +179,8 @@ struct Rule {
     reserver_principals: Option<Entity>,
     #[serde(default)]
     creator_principals: Option<Entity>,
+    #[serde(default)]
+    agents: Option<Entity>,
 }
 
 /// The ACLs, by action.
@@ -191,6 +196,8 @@ pub struct Acls {
     create_volumes: Vec<Rule>,
     #[serde(default)]
     destroy_volumes: Vec<Rule>,
+    #[serde(default)]
+    register_agents: Vec<Rule>,
 }
 
 fn yes() -> bool {
@@ -205,6 +212,7 @@ impl Default for Acls {
             unreserve_resources: Vec::new(),
             create_volumes: Vec::new(),
             destroy_volumes: Vec::new(),
+            register_agents: Vec::new(),
         }
     }
 }
@@ -220,6 +228,8 @@ pub enum Action<'a> {
     CreateVolume { role: &'a str },
     /// Destroy a volume created by this principal.
     DestroyVolume { creator: Option<&'a str> },
+    /// Register an agent (Mesos' object is only ever ANY or NONE).
+    RegisterAgent,
 }
 
 impl Acls {
@@ -261,6 +271,7 @@ impl Acls {
                 creator,
                 format!("destroy volumes created by '{}'", creator.unwrap_or("")),
             ),
+            Action::RegisterAgent => (&self.register_agents, None, "register agents".into()),
         };
         for rule in rules {
             let any = Entity {
@@ -273,6 +284,7 @@ impl Acls {
                 .as_ref()
                 .or(rule.reserver_principals.as_ref())
                 .or(rule.creator_principals.as_ref())
+                .or(rule.agents.as_ref())
                 .unwrap_or(&any);
             if subject.is_none() && principal.is_some() {
                 continue;
@@ -308,6 +320,9 @@ pub struct Auth {
     pub credentials: Option<Credentials>,
     /// The ACLs (permissive by default).
     pub acls: Acls,
+    /// Agents must authenticate too (`--authenticate-agents`; needs
+    /// `credentials`).
+    pub authenticate_agents: bool,
 }
 
 impl Auth {
@@ -317,6 +332,15 @@ impl Auth {
             None => Ok(None),
             Some(c) => c.authenticate(header).map(Some),
         }
+    }
+
+    /// The principal of an agent's request: `Ok(None)` unless agents must
+    /// authenticate.
+    pub fn agent_principal(&self, header: Option<&str>) -> Result<Option<String>, Denied> {
+        if !self.authenticate_agents {
+            return Ok(None);
+        }
+        self.principal(header)
     }
 }
 
@@ -392,5 +416,38 @@ mod tests {
         assert!(Acls::default()
             .authorize(None, Action::CreateVolume { role: "dev" })
             .is_ok());
+    }
+
+    #[test]
+    fn register_agents_acl() {
+        let acls: Acls = serde_json::from_str(
+            r#"{"register_agents": [
+                  {"principals": {"values": ["node"]}, "agents": {"type": "ANY"}},
+                  {"principals": {"type": "ANY"}, "agents": {"type": "NONE"}}]}"#,
+        )
+        .unwrap();
+        assert!(acls.authorize(Some("node"), Action::RegisterAgent).is_ok());
+        let e = acls
+            .authorize(Some("ops"), Action::RegisterAgent)
+            .unwrap_err();
+        assert_eq!(
+            e,
+            Denied::Forbidden("principal 'ops' is not authorized to register agents".into())
+        );
+        let off = Auth::default();
+        assert_eq!(off.agent_principal(None), Ok(None));
+        let on = Auth {
+            credentials: Some(Credentials::parse("node s\n").unwrap()),
+            authenticate_agents: true,
+            ..Auth::default()
+        };
+        assert_eq!(
+            on.agent_principal(Some(&basic("node", "s"))),
+            Ok(Some("node".into()))
+        );
+        assert!(matches!(
+            on.agent_principal(None),
+            Err(Denied::Unauthenticated(_))
+        ));
     }
 }

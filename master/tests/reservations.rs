@@ -460,6 +460,9 @@ async fn credentials_and_acls_decide_who_may_reserve() {
             "permissive": false,
             "reserve_resources": [{"principals": {"values": ["ops"]}, "roles": {"values": ["dev"]}}],
             "unreserve_resources": [{"principals": {"values": ["ops"]}, "reserver_principals": {"type": "ANY"}}],
+            // Not permissive: agents (unauthenticated here) need a rule too,
+            // as with Mesos.
+            "register_agents": [{"principals": {"type": "ANY"}, "agents": {"type": "ANY"}}],
         }))
         .unwrap();
     })

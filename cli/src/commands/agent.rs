@@ -54,6 +54,11 @@ pub struct Args {
         value_name = "equal|additive"
     )]
     reconfiguration_policy: Option<String>,
+    /// A file with the principal and secret to authenticate to the master
+    /// with (Mesos' format: {"principal": ..., "secret": ...} or one line
+    /// "principal secret"); needed by a master with --authenticate-agents
+    #[arg(long, value_name = "FILE")]
+    credential: Option<PathBuf>,
 }
 
 /// `volume_root`: the global `--volume-root` / BERTH_VOLUME_ROOT when given
@@ -73,6 +78,7 @@ pub fn run(a: Args, volume_root: Option<PathBuf>) -> CmdResult {
         volume_root,
         boot_id_file: a.boot_id_file,
         reconfiguration_policy: a.reconfiguration_policy,
+        credential: a.credential,
     };
     let cfg = flags.into_config().map_err(|e| Failure {
         code: 2,

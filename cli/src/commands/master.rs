@@ -60,9 +60,14 @@ pub struct Args {
     /// and operator APIs
     #[arg(long, value_name = "FILE")]
     pub credentials: Option<PathBuf>,
-    /// Mesos ACLs (JSON) for reserve/unreserve/create/destroy
+    /// Mesos ACLs (JSON) for reserve/unreserve/create/destroy and
+    /// register_agents
     #[arg(long, value_name = "FILE")]
     pub acls: Option<PathBuf>,
+    /// Agents must authenticate with a principal from --credentials
+    /// (`berth agent --credential`)
+    #[arg(long, alias = "authenticate_agents")]
+    pub authenticate_agents: bool,
     /// Smallest offer: alternatives separated by |, e.g. "cpus:0.01|mem:32"
     #[arg(long, value_name = "RESOURCES")]
     pub min_allocatable_resources: Option<String>,
@@ -188,6 +193,13 @@ pub fn config(a: &Args) -> Result<MasterConfig, Failure> {
     if let Some(path) = &a.acls {
         c.auth.acls = master::auth::Acls::load(path).map_err(|e| usage("--acls", e))?;
     }
+    if a.authenticate_agents && c.auth.credentials.is_none() {
+        return Err(usage(
+            "--authenticate-agents",
+            "needs --credentials (the principals agents authenticate as)",
+        ));
+    }
+    c.auth.authenticate_agents = a.authenticate_agents;
     c.flags = flags;
     Ok(c)
 }

@@ -24,11 +24,26 @@ pub(super) async fn call(
     if let Err((status, message)) = check_content_type(&headers) {
         return text(status, message);
     }
+    // With --authenticate-agents every call proves its principal (the
+    // stream id alone could be replayed by anyone who saw it).
+    let principal = match super::authenticate_agent(&shared, &headers) {
+        Ok(p) => p,
+        Err(denied) => return *denied,
+    };
     let call = match AgentCall::parse(&body) {
         Ok(call) => call,
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("Invalid agent call: {e}")),
     };
     if let AgentCall::Register(register) = call {
+        if let Err(crate::auth::Denied::Forbidden(m) | crate::auth::Denied::Unauthenticated(m)) =
+            shared
+                .config
+                .auth
+                .acls
+                .authorize(principal.as_deref(), crate::auth::Action::RegisterAgent)
+        {
+            return text(StatusCode::FORBIDDEN, m);
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         let result = shared.core().register_agent(register, tx.clone());
         drop(tx);

@@ -683,15 +683,33 @@ fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<Option<String>, 
     let header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    shared.config.auth.principal(header).map_err(|d| {
-        let (crate::auth::Denied::Unauthenticated(m) | crate::auth::Denied::Forbidden(m)) = d;
-        let mut r = text(StatusCode::UNAUTHORIZED, m);
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"mesos\""),
-        );
-        Box::new(r)
-    })
+    shared.config.auth.principal(header).map_err(unauthorized)
+}
+
+/// [`authenticate`] for the agent link: only with `--authenticate-agents`.
+fn authenticate_agent(
+    shared: &Shared,
+    headers: &HeaderMap,
+) -> Result<Option<String>, Box<Response>> {
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    shared
+        .config
+        .auth
+        .agent_principal(header)
+        .map_err(unauthorized)
+}
+
+/// 401 with Mesos' challenge.
+fn unauthorized(d: crate::auth::Denied) -> Box<Response> {
+    let (crate::auth::Denied::Unauthenticated(m) | crate::auth::Denied::Forbidden(m)) = d;
+    let mut r = text(StatusCode::UNAUTHORIZED, m);
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"mesos\""),
+    );
+    Box::new(r)
 }
 
 fn refusal(r: Refusal) -> Response {
