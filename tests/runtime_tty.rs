@@ -186,6 +186,44 @@ fn terminal_through_the_console_socket() {
     }
 }
 
+/// In a user namespace, for a process user other than root: the pty is
+/// still the container's /dev/pts/0, and it belongs to that user (runc's
+/// fixStdioPermissions) with devpts' tty group, as under runc.
+#[test]
+fn terminal_in_a_user_namespace_belongs_to_the_process_user() {
+    require_root!();
+    let b = Berth::new();
+    let bundle = Bundle::new(&b, |c| {
+        c["process"]["terminal"] = json!(true);
+        c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+        c["process"]["args"] = sh("tty; echo pts: $(ls /dev/pts); id -u; \
+             stat -c '%u %g %a' $(tty); read x; echo got-$x; echo END");
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["uidMappings"] = map.clone();
+        c["linux"]["gidMappings"] = map;
+    });
+    let (_, out) = run_with_console_socket(&berth_bin(), b.root.path(), &bundle, "u", &[]);
+    let seen: Vec<String> = lines(&out).into_iter().filter(|l| l != "typed").collect();
+    let _ = berth(&b, &["delete", "-f", "u"]);
+    assert!(seen.contains(&"/dev/pts/0".to_string()), "{seen:?}");
+    assert!(seen.contains(&"pts: 0 ptmx".to_string()), "{seen:?}");
+    assert!(seen.contains(&"1000 5 620".to_string()), "{seen:?}");
+    assert!(seen.contains(&"got-typed".to_string()), "{seen:?}");
+    if let Some(rr) = RuncRoot::new() {
+        rr.ids.borrow_mut().push("u".into());
+        let (_, theirs) = run_with_console_socket(&rr.bin, rr.root.path(), &bundle, "u", &[]);
+        let theirs: Vec<String> = lines(&theirs)
+            .into_iter()
+            .filter(|l| l != "typed")
+            .collect();
+        assert_eq!(seen, theirs, "berth (left) and runc (right)");
+    }
+}
+
 /// runc's rules for a terminal without a console socket: create and
 /// run -d refuse it naming the flag, a console socket without a terminal
 /// or for a foreground run is refused too; exit codes as runc's.
