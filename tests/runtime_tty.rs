@@ -170,9 +170,9 @@ fn terminal_through_the_console_socket() {
         let _ = berth(&b, &["delete", "-f", id]);
 
         if let Some(rr) = RuncRoot::new() {
+            rr.ids.borrow_mut().push(id.to_string());
             let (runc_name, runc_out) =
                 run_with_console_socket(&rr.bin, rr.root.path(), &bundle, id, flags);
-            rr.ids.borrow_mut().push(id.to_string());
             assert_eq!(name, runc_name, "the console socket's message data");
             let theirs: Vec<String> = lines(&runc_out)
                 .into_iter()
