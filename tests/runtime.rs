@@ -194,10 +194,8 @@ fn hooks_run_in_order_with_the_state() {
             .unwrap()
             .push(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}));
     });
-    assert_eq!(
-        berth(&b, &["create", "--bundle", bundle.path(), "h"]).code,
-        0
-    );
+    let r = berth(&b, &["create", "--bundle", bundle.path(), "h"]);
+    assert_eq!(r.code, 0, "{}", r.err);
     let pid = state(&b, "h")["pid"].as_i64().unwrap();
     assert_eq!(berth(&b, &["start", "h"]).code, 0);
     assert_eq!(berth(&b, &["delete", "--force", "h"]).code, 0);
