@@ -1025,11 +1025,15 @@ impl Rootless {
         Rootless { runtime }
     }
     fn cmd(&self, args: &[&str]) -> Command {
+        self.cmd_of(&berth_bin(), args)
+    }
+    /// `program` with `args`, as nobody.
+    fn cmd_of(&self, program: &Path, args: &[&str]) -> Command {
         let mut c = Command::new("setpriv");
         c.arg(format!("--reuid={NOBODY}"))
             .arg(format!("--regid={NOBODY}"))
             .args(["--clear-groups", "--"])
-            .arg(berth_bin())
+            .arg(program)
             .args(args)
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
@@ -1138,4 +1142,97 @@ fn rootless_as_nobody() {
         err.contains("warning") && err.contains("memory limit") && err.contains("not applied"),
         "no warning that the memory limit was not applied: {err}"
     );
+}
+
+/// runc's global `--rootless`, through runc's verbs run as nobody on a
+/// bundle from `berth spec --rootless`: `auto` (the default) sees a
+/// non-root caller and runs the container without the cgroups it may not
+/// create; `false` makes that a failure naming the cgroup; runc does the
+/// same with the same bundle.
+#[test]
+fn runc_verbs_follow_the_rootless_flag() {
+    require_root!();
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("skipped: setpriv (util-linux) is not installed");
+        return;
+    }
+    let rootfs = busybox_rootfs();
+    if let Some(why) = not_accessible_by_nobody(&rootfs, true)
+        .or_else(|| not_accessible_by_nobody(berth_bin().parent().unwrap(), false))
+    {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let r = Rootless::new();
+    let bundle = r.runtime.path().join("bundle");
+    std::fs::create_dir(&bundle).unwrap();
+    nix::unistd::chown(&bundle, Some(NOBODY.into()), Some(NOBODY.into())).unwrap();
+    let b = bundle.to_str().unwrap();
+    let out = r.run(&["spec", "--rootless", "--bundle", b]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let path = bundle.join("config.json");
+    let mut c: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    c["root"] = serde_json::json!({"path": rootfs, "readonly": true});
+    c["process"]["terminal"] = false.into();
+    c["process"]["args"] = serde_json::json!(["sh", "-c", "id -u; cat /proc/self/uid_map"]);
+    std::fs::write(&path, serde_json::to_vec(&c).unwrap()).unwrap();
+    let state = r.runtime.path().join("state");
+    let state = state.to_str().unwrap();
+
+    let out = r.run(&["--root", state, "run", "--bundle", b, "auto"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines, [vec!["0"], vec!["0", "65534", "1"]], "{text}");
+
+    let out = r.run(&[
+        "--root",
+        state,
+        "--rootless",
+        "false",
+        "run",
+        "--bundle",
+        b,
+        "strict",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cgroup") && err.contains("Permission denied"),
+        "{err}"
+    );
+    let listed = r.run(&["--root", state, "list", "-q"]);
+    assert_eq!(stdout(&listed), "", "a failed create leaves nothing");
+
+    let out = r.run(&["--root", state, "--rootless", "maybe", "list"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--rootless"), "{}", stderr(&out));
+
+    // runc, same bundle, same user: the same two outcomes.
+    let Some(runc) = ["/usr/sbin/runc", "/usr/bin/runc"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        return;
+    };
+    let runc_as_nobody = |args: &[&str]| r.cmd_of(Path::new(runc), args).output().unwrap();
+    let rstate = r.runtime.path().join("runc");
+    let rstate = rstate.to_str().unwrap();
+    let theirs = runc_as_nobody(&["--root", rstate, "run", "--bundle", b, "auto"]);
+    assert_eq!(theirs.status.code(), Some(0), "{}", stderr(&theirs));
+    assert_eq!(stdout(&theirs), text);
+    let theirs = runc_as_nobody(&[
+        "--root",
+        rstate,
+        "--rootless",
+        "false",
+        "run",
+        "--bundle",
+        b,
+        "strict",
+    ]);
+    assert_eq!(theirs.status.code(), Some(1));
 }

@@ -43,6 +43,22 @@ struct Cli {
     #[arg(long, global = true)]
     systemd_cgroup: bool,
 
+    /// runc's: turn cgroup permission errors into warnings (auto: when not
+    /// root or in a user namespace). Before the command, as in runc (`spec
+    /// --rootless` is another flag)
+    #[arg(
+        long,
+        value_enum,
+        default_value = "auto",
+        value_name = "auto|true|false"
+    )]
+    rootless: commands::runtime::Rootless,
+
+    /// runc's path to criu; accepted for engines that always pass it
+    /// (Berth has no checkpoint/restore)
+    #[arg(long, global = true, value_name = "PATH", hide = true)]
+    criu: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -155,6 +171,7 @@ fn main() -> ExitCode {
         eprintln!("berth: {msg}");
         return ExitCode::from(1);
     }
+    commands::runtime::set_rootless(cli.rootless);
     let root = cli
         .root
         .unwrap_or_else(launcher::state::StateRoot::default_path);

@@ -73,6 +73,10 @@ pub struct BundleCreate {
     pub options: RuntimeOptions,
     /// The berth binary to run as supervisor (default: this executable).
     pub exe: Option<PathBuf>,
+    /// runc's --rootless: cgroup limits that cannot be applied (no
+    /// permission, no delegation) become warnings, and device cgroup rules
+    /// are not set, instead of failing the create.
+    pub rootless: bool,
 }
 
 impl Launcher {
@@ -154,7 +158,7 @@ impl Launcher {
                 exe: req.exe.clone(),
                 ..Default::default()
             };
-            let mut st = new_state(&req.id, bundle.clone(), &opts, false);
+            let mut st = new_state(&req.id, bundle.clone(), &opts, req.rootless);
             st.annotations = spec
                 .annotations()
                 .clone()

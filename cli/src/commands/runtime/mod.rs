@@ -77,6 +77,43 @@ impl CreateFlags {
                 no_new_keyring: self.no_new_keyring,
             },
             exe: None,
+            rootless: rootless(),
         }
     }
+}
+
+/// runc's global `--rootless auto|true|false`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Rootless {
+    /// Rootless when not root, or inside a user namespace that does not
+    /// map every id (runc's detection).
+    Auto,
+    True,
+    False,
+}
+
+static ROOTLESS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Records `--rootless` for this invocation (main, once).
+pub fn set_rootless(mode: Rootless) {
+    let on = match mode {
+        Rootless::True => true,
+        Rootless::False => false,
+        Rootless::Auto => !nix::unistd::geteuid().is_root() || in_partial_user_namespace(),
+    };
+    let _ = ROOTLESS.set(on);
+}
+
+fn rootless() -> bool {
+    ROOTLESS.get().copied().unwrap_or(false)
+}
+
+/// True inside a user namespace whose uid map is not the whole range
+/// (`0 0 4294967295` is the initial namespace's), where root cannot manage
+/// the host's cgroups.
+fn in_partial_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| {
+        let fields: Vec<&str> = m.split_whitespace().collect();
+        fields != ["0", "0", "4294967295"]
+    })
 }
