@@ -88,8 +88,19 @@ pub struct MountEntry {
     pub source: String,
     /// Per-mount options (field 6), e.g. `rw`, `nosuid`, `relatime`.
     pub options: Vec<String>,
+    /// The optional fields before the separator: propagation, e.g.
+    /// `shared:1`, `master:2`, `unbindable`.
+    #[serde(default)]
+    pub optional: Vec<String>,
     /// Per-superblock options (last field), e.g. `size=65536k`.
     pub super_options: Vec<String>,
+}
+
+impl MountEntry {
+    /// Whether the mount is in a peer group (its mounts propagate).
+    pub fn is_shared(&self) -> bool {
+        self.optional.iter().any(|f| f.starts_with("shared:"))
+    }
 }
 
 /// Isolation state of one live process.
@@ -270,6 +281,7 @@ fn parse_mountinfo_line(line: &str) -> Result<MountEntry, String> {
         fs_type: unescape(tail[0]),
         source: unescape(tail[1]),
         options: split_options(fields[5]),
+        optional: fields[6..sep].iter().map(|f| f.to_string()).collect(),
         // Super options never contain raw spaces; join defensively anyway.
         super_options: split_options(&tail[2..].join(" ")),
     })
@@ -653,6 +665,7 @@ mod tests {
                 fs_type: "ext4".into(),
                 source: "/dev/sda1".into(),
                 options: vec!["rw".into(), "relatime".into()],
+                optional: vec!["shared:1".into(), "master:2".into()],
                 super_options: vec!["rw".into(), "errors=remount-ro".into()],
             }
         );

@@ -123,49 +123,23 @@ pub fn make_root_parent_private(rootfs: &Path) -> Result<()> {
 
 /// The mount point in `mountinfo` that holds `path` (the longest mount
 /// point that is a prefix of it; the last one listed wins, being on top),
-/// and whether that mount is shared.
+/// and whether that mount is shared. Unparsable text holds nothing.
 fn mount_point_of(mountinfo: &str, path: &Path) -> Option<(PathBuf, bool)> {
+    let mounts = crate::procinfo::parse_mountinfo(mountinfo).ok()?;
     let mut best: Option<(PathBuf, bool)> = None;
-    for line in mountinfo.lines() {
-        let Some((head, _)) = line.split_once(" - ") else {
-            continue;
-        };
-        let fields: Vec<&str> = head.split(' ').collect();
-        let Some(mp) = fields.get(4).map(|m| PathBuf::from(unescape_mountinfo(m))) else {
-            continue;
-        };
+    for m in &mounts {
+        let mp = PathBuf::from(&m.mount_point);
         if !path.starts_with(&mp) {
             continue;
         }
-        let shared = fields.iter().skip(6).any(|f| f.starts_with("shared:"));
         let longer = best
             .as_ref()
             .is_none_or(|(b, _)| mp.components().count() >= b.components().count());
         if longer {
-            best = Some((mp, shared));
+            best = Some((mp, m.is_shared()));
         }
     }
     best
-}
-
-/// mountinfo escapes space, tab, newline and backslash as \ooo (octal).
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Bind-mounts the root filesystem at `target` so that it is a mount point
