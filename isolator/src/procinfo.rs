@@ -241,7 +241,9 @@ pub fn is_alive(proc_root: &Path, pid: i32) -> bool {
 /// Format (proc(5)): `id parent major:minor root mount_point options
 /// [optional fields...] - fs_type source super_options`. Fields are split on
 /// single spaces, not runs of whitespace, because the kernel prints an empty
-/// source as an empty field.
+/// source as an empty field. Not procfs's parser: procfs-core 0.17 keeps the
+/// `\ooo` escapes in mount points and roots, so a path with a space would
+/// never match.
 pub fn parse_mountinfo(text: &str) -> Result<Vec<MountEntry>, ProcInfoError> {
     text.lines()
         .enumerate()

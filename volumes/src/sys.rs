@@ -67,6 +67,10 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The mounts listed in `text` (only what the volume store needs: device,
+/// mount point, type, source, super options). Its own parser, as isolator's
+/// procinfo has one, because procfs-core 0.17 leaves the `\ooo` escapes in
+/// mount points, and volumes does not link the isolator.
 pub(crate) fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
     let mut res = Vec::new();
     for line in text.lines() {
