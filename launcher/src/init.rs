@@ -196,7 +196,10 @@ fn setup(cfg: &InitConfig) -> Result<std::convert::Infallible, InitFailure> {
     crate::trace::mark("init: filesystem done");
     let cwd = process.cwd();
     change_dir(cwd)?;
-    let env: Vec<String> = process.env().clone().unwrap_or_default();
+    let env = with_home(
+        process.env().clone().unwrap_or_default(),
+        process.user().uid(),
+    );
     let args: Vec<String> = process.args().clone().unwrap_or_default();
     let program = find_executable(args.first().map(String::as_str).unwrap_or(""), &env)?;
     if let Some(limits) = process.rlimits() {
@@ -540,6 +543,30 @@ fn find_executable(cmd: &str, env: &[String]) -> Result<PathBuf, InitFailure> {
 }
 
 /// The process's capability sets and user from the spec.
+/// `env` with HOME set, as runc does when the process has none: the home
+/// directory of `uid` in the container's /etc/passwd (read from the current
+/// root, i.e. the container's once it is entered), else "/". Called in a
+/// process cloned from a single-threaded one, where reading a file is safe.
+pub(crate) fn with_home(mut env: Vec<String>, uid: u32) -> Vec<String> {
+    if env.iter().any(|e| e.starts_with("HOME=")) {
+        return env;
+    }
+    let home = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| home_in_passwd(&passwd, uid))
+        .unwrap_or_else(|| "/".to_string());
+    env.push(format!("HOME={home}"));
+    env
+}
+
+/// The home field of `uid`'s first entry in passwd(5) text.
+fn home_in_passwd(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        (f.len() >= 7 && f[2].parse() == Ok(uid) && !f[5].is_empty()).then(|| f[5].to_string())
+    })
+}
+
 pub fn credentials(spec: &Spec) -> Result<(CapabilitySets, UserSpec), InitFailure> {
     let process = spec
         .process()
@@ -631,5 +658,22 @@ fn exec(program: &Path, args: &[String], env: &[String]) -> InitFailure {
         } else {
             126
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn home_from_passwd_as_runc() {
+        let passwd = "root:x:0:0:root:/root:/bin/sh\nbad line\n\
+                      app:x:1000:1000::/home/app:/bin/sh\nnohome:x:1001:1001:::/bin/sh\n";
+        assert_eq!(home_in_passwd(passwd, 0).as_deref(), Some("/root"));
+        assert_eq!(home_in_passwd(passwd, 1000).as_deref(), Some("/home/app"));
+        assert_eq!(home_in_passwd(passwd, 1001), None);
+        assert_eq!(home_in_passwd(passwd, 7), None);
+        let given = vec!["HOME=/x".to_string()];
+        assert_eq!(with_home(given.clone(), 0), given);
     }
 }
