@@ -1056,15 +1056,27 @@ fn agents_authenticate_to_a_master_that_requires_it() {
             assert!(text.contains(e), "{credential:?}: no {e:?} in {text}");
         }
     };
-    refused(&mut c, Some(&wrong), &["401", "authentication failed for principal 'node'"]);
-    refused(&mut c, Some(&ops), &["403", "'ops' is not authorized to register agents"]);
+    refused(
+        &mut c,
+        Some(&wrong),
+        &["401", "authentication failed for principal 'node'"],
+    );
+    refused(
+        &mut c,
+        Some(&ops),
+        &["403", "'ops' is not authorized to register agents"],
+    );
     refused(&mut c, None, &["401", "requires authentication"]);
 
     // Back with its credential, the agent is the same agent again.
     c.agent.stop();
     c.restart_agent_with(&[&format!("--credential={good}")]);
     let again = c.agent.line("registered with master");
-    let id = |l: &str| l.split_whitespace().find(|w| w.contains("-S")).map(str::to_string);
+    let id = |l: &str| {
+        l.split_whitespace()
+            .find(|w| w.contains("-S"))
+            .map(str::to_string)
+    };
     assert!(id(&agent_id).is_some(), "{agent_id}");
     assert_eq!(id(&again), id(&agent_id), "{again}");
 
@@ -1074,5 +1086,9 @@ fn agents_authenticate_to_a_master_that_requires_it() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("--authenticate-agents"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--authenticate-agents"),
+        "{}",
+        stderr(&out)
+    );
 }
