@@ -602,9 +602,15 @@ impl Shared {
                 {
                     self.redirected(st, &url, leader, Instant::now());
                 }
-                StreamEvent::Ended(e @ link::LinkError::Refused { status: 401 | 403, .. }) => {
+                StreamEvent::Ended(
+                    e @ link::LinkError::Refused {
+                        status: 401 | 403, ..
+                    },
+                ) => {
                     st.link.task = None;
-                    st.refused = Some(format!("{e}; stopping (fix --credential or the master's ACLs)"));
+                    st.refused = Some(format!(
+                        "{e}; stopping (fix --credential or the master's ACLs)"
+                    ));
                 }
                 StreamEvent::Ended(e) => {
                     st.link.task = None;

@@ -425,7 +425,10 @@ mod tests {
         let c = Credential::parse(r#"{"principal": "node", "secret": "s"}"#).unwrap();
         assert_eq!((c.principal.as_str(), c.secret.as_str()), ("node", "s"));
         let c = Credential::parse("# agent\nnode hunter2\n").unwrap();
-        assert_eq!((c.principal.as_str(), c.secret.as_str()), ("node", "hunter2"));
+        assert_eq!(
+            (c.principal.as_str(), c.secret.as_str()),
+            ("node", "hunter2")
+        );
         assert!(!format!("{c:?}").contains("hunter2"), "{c:?}");
         for bad in ["", "node", "a s\nb t\n", "{\"secret\": \"s\"}", "a:b s"] {
             assert!(Credential::parse(bad).is_err(), "{bad:?}");
