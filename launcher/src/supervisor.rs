@@ -672,6 +672,17 @@ impl Supervisor {
                 Ok(unapplied)
             });
             match applied {
+                // A limit the host cannot apply fails the create, naming
+                // it, as runc fails on a missing cgroup file; rootless
+                // (runc's --rootless) keeps going with a warning.
+                Ok(unapplied) if !unapplied.is_empty() && !rootless => {
+                    let _ = cg.destroy();
+                    let u = &unapplied[0];
+                    Err(isolator::cgroups::CgroupError::Unsupported(format!(
+                        "cannot apply linux.resources.{}: {}",
+                        u.limit, u.reason
+                    )))
+                }
                 Ok(unapplied) => Ok((
                     cg,
                     unapplied

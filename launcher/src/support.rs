@@ -14,9 +14,10 @@
 //! user uid/gid/umask/additionalGids, capabilities, rlimits,
 //! noNewPrivileges, oomScoreAdj), linux namespaces (new or joined by path),
 //! uid/gid mappings, devices, resources (memory, cpu, pids, blockIO,
-//! unified, and the device rules: the v1 devices controller or an eBPF
-//! filter on cgroup v2; see the isolator's cgroup layer for what each mode
-//! applies),
+//! hugepageLimits, unified, and the device rules: the v1 devices
+//! controller or an eBPF filter on cgroup v2; see the isolator's cgroup
+//! layer for what each mode applies: a limit the host cannot apply fails
+//! the create, naming it),
 //! cgroupsPath, sysctl, seccomp, rootfsPropagation, maskedPaths,
 //! readonlyPaths, personality (LINUX, LINUX32 without flags).
 
@@ -135,9 +136,6 @@ pub fn check(spec: &Spec) -> Result<()> {
             r.devices().as_deref().unwrap_or_default(),
             linux.devices().as_deref().unwrap_or_default(),
         )?;
-        if r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()) {
-            return unsupported("linux.resources.hugepageLimits", "not supported yet");
-        }
         if r.network().is_some() {
             return unsupported("linux.resources.network", "not supported yet");
         }
@@ -150,14 +148,6 @@ pub fn check(spec: &Spec) -> Result<()> {
                     "linux.resources.memory.kernel",
                     "kernel memory limits are not supported (deprecated by the kernel)",
                 );
-            }
-            if m.disable_oom_killer() == Some(true) {
-                return unsupported("linux.resources.memory.disableOOMKiller", "not supported");
-            }
-        }
-        if let Some(c) = r.cpu() {
-            if c.realtime_runtime().is_some() || c.realtime_period().is_some() {
-                return unsupported("linux.resources.cpu.realtimeRuntime", "not supported");
             }
         }
     }

@@ -90,7 +90,7 @@ for t in "${tests[@]}"; do
     # (real cgroups, seccomp in forked children) and every integration
     # test do.
     case "$name" in
-        berth_isolator|isolator|launch|isolation|cgroups|supervision|compat|cgroups_v2|runtime) ;;
+        berth_isolator|isolator|launch|isolation|cgroups|supervision|compat|cgroups_v2|runtime|runtime_resources) ;;
         volumes|dir_backend|crash|root_backends) ;;
         *) continue ;;
     esac

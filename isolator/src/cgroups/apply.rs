@@ -63,6 +63,46 @@ fn swap_to_v2(swap: i64, memory: i64) -> Result<i64, CgroupError> {
     Ok(swap - memory)
 }
 
+/// runc's `ConvertBlkIOToIOWeightValue`: the blkio weight range 10..1000
+/// mapped onto io.weight's 1..10000.
+pub fn blkio_weight_to_io(weight: u16) -> u64 {
+    if weight == 0 {
+        return 0;
+    }
+    1 + (u64::from(weight.max(10)) - 10) * 9999 / 990
+}
+
+/// A blkio weight must be 0 (unset) or 10..1000, the runtime-spec's range
+/// (below 10 runc's v2 conversion would wrap).
+fn check_weight(field: &str, w: Option<u16>) -> Result<(), CgroupError> {
+    match w {
+        Some(w) if w != 0 && !(10..=1000).contains(&w) => Err(CgroupError::InvalidResources(
+            format!("linux.resources.{field} {w} is not in 10..1000"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The huge page sizes (`2MB`, `1GB`, ...) the hugetlb cgroup `dir` has
+/// limit files for (`hugetlb.<size><suffix>`, reservation files left out):
+/// one per size in /sys/kernel/mm/hugepages, named as the kernel names them.
+fn hugetlb_sizes(dir: &std::path::Path, suffix: &str) -> Result<Vec<String>, CgroupError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| CgroupError::Read {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut sizes: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let size = name.strip_prefix("hugetlb.")?.strip_suffix(suffix)?;
+            (!size.contains('.')).then(|| size.to_string())
+        })
+        .collect();
+    sizes.sort();
+    Ok(sizes)
+}
+
 fn v2_value(v: i64) -> String {
     if v < 0 {
         "max".into()
@@ -187,13 +227,14 @@ impl Applier<'_> {
             || m.reservation().is_some_and(|r| r != 0)
             || m.swappiness().is_some()
             || m.disable_oom_killer() == Some(true);
-        if m.kernel().is_some() {
+        // 0 is "unset" as everywhere in runc's resources.
+        if m.kernel().is_some_and(|k| k != 0) {
             self.skip(
                 "memory.kernel",
                 "kernel memory limits are deprecated and not supported",
             );
         }
-        if m.kernel_tcp().is_some() {
+        if m.kernel_tcp().is_some_and(|k| k != 0) {
             self.skip(
                 "memory.kernelTCP",
                 "kernel TCP memory limits are not supported",
@@ -347,8 +388,8 @@ impl Applier<'_> {
     }
 
     /// Block I/O throttles: v2 `io.max` (one line per device with every
-    /// limit of that device), v1 `blkio.throttle.*_device`. Weights are
-    /// reported as not applied.
+    /// limit of that device), v1 `blkio.throttle.*_device`; weights: see
+    /// [`Applier::block_io_weights`].
     fn block_io(&mut self, b: &oci_spec::runtime::LinuxBlockIo) -> Result<(), CgroupError> {
         let lists = [
             (
@@ -409,11 +450,153 @@ impl Applier<'_> {
                 }
             }
         }
-        if b.weight().is_some()
-            || b.leaf_weight().is_some()
-            || b.weight_device().as_ref().is_some_and(|w| !w.is_empty())
-        {
-            self.skip("blockIO.weight", "block I/O weights are not supported");
+        self.block_io_weights(b)
+    }
+
+    /// Block I/O weights as runc 1.1 sets them (0 means unset). v1: the
+    /// CFQ files `blkio.weight`/`blkio.weight_device` where they exist,
+    /// else BFQ's `blkio.bfq.weight`/`blkio.bfq.weight_device`; leaf
+    /// weights only in CFQ's `blkio.leaf_weight[_device]`. v2:
+    /// `io.bfq.weight` where it exists, else `io.weight` with runc's
+    /// conversion ([`blkio_weight_to_io`]); per-device weights only through
+    /// a per-device `io.bfq.weight` (kernel 5.4), and no leaf weights.
+    /// Where runc 1.1 drops a v2 weight silently, Berth reports it unapplied.
+    fn block_io_weights(&mut self, b: &oci_spec::runtime::LinuxBlockIo) -> Result<(), CgroupError> {
+        let weight = b.weight().filter(|&w| w != 0);
+        let leaf = b.leaf_weight().filter(|&w| w != 0);
+        let devices = b.weight_device().clone().unwrap_or_default();
+        check_weight("blockIO.weight", weight)?;
+        check_weight("blockIO.leafWeight", leaf)?;
+        for (i, d) in devices.iter().enumerate() {
+            check_weight(&format!("blockIO.weightDevice[{i}].weight"), d.weight())?;
+            check_weight(
+                &format!("blockIO.weightDevice[{i}].leafWeight"),
+                d.leaf_weight(),
+            )?;
+        }
+        let per_device = |d: &oci_spec::runtime::LinuxWeightDevice, w: Option<u16>| {
+            w.filter(|&w| w != 0)
+                .map(|w| format!("{}:{} {w}", d.major(), d.minor()))
+        };
+        let wanted = weight.is_some()
+            || leaf.is_some()
+            || devices.iter().any(|d| {
+                d.weight().is_some_and(|w| w != 0) || d.leaf_weight().is_some_and(|w| w != 0)
+            });
+        if !wanted {
+            return Ok(());
+        }
+        let controller = if self.v2() { "io" } else { "blkio" };
+        let Some(dir) = self.dir(controller, "blockIO.weight")? else {
+            return Ok(());
+        };
+
+        if !self.v2() {
+            // runc's detectWeightFilenames: CFQ's names, else BFQ's.
+            let (wfile, wdfile) = if fsutil::exists(&dir.join("blkio.weight")) {
+                ("blkio.weight", "blkio.weight_device")
+            } else {
+                ("blkio.bfq.weight", "blkio.bfq.weight_device")
+            };
+            if let Some(w) = weight {
+                self.write("blockIO.weight", &dir, wfile, &w.to_string())?;
+            }
+            if let Some(w) = leaf {
+                self.write(
+                    "blockIO.leafWeight",
+                    &dir,
+                    "blkio.leaf_weight",
+                    &w.to_string(),
+                )?;
+            }
+            for (i, d) in devices.iter().enumerate() {
+                if let Some(line) = per_device(d, d.weight()) {
+                    let limit = format!("blockIO.weightDevice[{i}].weight");
+                    self.write(&limit, &dir, wdfile, &line)?;
+                }
+                if let Some(line) = per_device(d, d.leaf_weight()) {
+                    let limit = format!("blockIO.weightDevice[{i}].leafWeight");
+                    self.write(&limit, &dir, "blkio.leaf_weight_device", &line)?;
+                }
+            }
+            return Ok(());
+        }
+
+        const BFQ: &str = "io.bfq.weight";
+        let bfq = fsutil::read_opt(&dir.join(BFQ))?;
+        if let Some(w) = weight {
+            if bfq.is_some() {
+                self.write("blockIO.weight", &dir, BFQ, &w.to_string())?;
+            } else {
+                let v = blkio_weight_to_io(w).to_string();
+                self.write("blockIO.weight", &dir, "io.weight", &v)?;
+            }
+        }
+        if leaf.is_some() {
+            self.skip("blockIO.leafWeight", "cgroup v2 has no leaf weights");
+        }
+        // A kernel with per-device BFQ weights shows "default N" (and a
+        // line per device) in io.bfq.weight; an older one a bare number.
+        let bfq_per_device = bfq
+            .as_deref()
+            .is_some_and(|s| s.trim().parse::<u64>().is_err());
+        for (i, d) in devices.iter().enumerate() {
+            if let Some(line) = per_device(d, d.weight()) {
+                let limit = format!("blockIO.weightDevice[{i}].weight");
+                if bfq_per_device {
+                    self.write(&limit, &dir, BFQ, &line)?;
+                } else {
+                    self.skip(
+                        &limit,
+                        format!(
+                            "per-device weights need BFQ's per-device {} (kernel 5.4 or later with BFQ)",
+                            dir.join(BFQ).display()
+                        ),
+                    );
+                }
+            }
+            if d.leaf_weight().is_some_and(|w| w != 0) {
+                self.skip(
+                    &format!("blockIO.weightDevice[{i}].leafWeight"),
+                    "cgroup v2 has no leaf weights",
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Hugepage limits: v1 `hugetlb.<size>.limit_in_bytes`, v2
+    /// `hugetlb.<size>.max` (runc 1.1 sets no `rsvd` limits; neither does
+    /// Berth). The page size must be one the cgroup has files for, which
+    /// are the sizes the kernel offers.
+    fn hugetlb(
+        &mut self,
+        limits: &[oci_spec::runtime::LinuxHugepageLimit],
+    ) -> Result<(), CgroupError> {
+        for (i, l) in limits.iter().enumerate() {
+            if l.limit() < 0 {
+                return Err(CgroupError::InvalidResources(format!(
+                    "linux.resources.hugepageLimits[{i}].limit {} is negative",
+                    l.limit()
+                )));
+            }
+        }
+        let Some(dir) = self.dir("hugetlb", "hugepageLimits")? else {
+            return Ok(());
+        };
+        let suffix = if self.v2() { ".max" } else { ".limit_in_bytes" };
+        let sizes = hugetlb_sizes(&dir, suffix)?;
+        for (i, l) in limits.iter().enumerate() {
+            let size = l.page_size();
+            if !sizes.iter().any(|s| s == size) {
+                return Err(CgroupError::InvalidResources(format!(
+                    "linux.resources.hugepageLimits[{i}].pageSize {size:?} is not a huge page size of this kernel (it offers: {})",
+                    if sizes.is_empty() { "none".to_string() } else { sizes.join(", ") }
+                )));
+            }
+            let file = format!("hugetlb.{size}{suffix}");
+            let limit = format!("hugepageLimits[{i}]");
+            self.write(&limit, &dir, &file, &l.limit().to_string())?;
         }
         Ok(())
     }
@@ -499,12 +682,35 @@ impl Applier<'_> {
             )?;
         }
         if let Some(r) = c.realtime_runtime() {
-            self.write(
-                "cpu.realtimeRuntime",
-                dir,
-                "cpu.rt_runtime_us",
-                &r.to_string(),
-            )?;
+            let path = dir.join("cpu.rt_runtime_us");
+            if !fsutil::exists(&path) {
+                self.skip(
+                    "cpu.realtimeRuntime",
+                    format!(
+                        "{} does not exist (no CONFIG_RT_GROUP_SCHED)",
+                        path.display()
+                    ),
+                );
+            } else if let Err(e) = fsutil::write(&path, &r.to_string()) {
+                if e.errno() != Some(nix::errno::Errno::EINVAL) {
+                    return Err(e);
+                }
+                // The usual cause: the parent's budget is smaller (a new
+                // cgroup starts with 0, so an intermediate level such as
+                // "berth" has none; runc fails the same way below one).
+                let parent = dir.parent().map(|p| p.join("cpu.rt_runtime_us"));
+                let budget = parent
+                    .as_ref()
+                    .and_then(|p| fsutil::read_opt(p).ok().flatten())
+                    .map(|v| v.trim().to_string())
+                    .unwrap_or_else(|| "unknown".into());
+                return Err(CgroupError::InvalidResources(format!(
+                    "linux.resources.cpu.realtimeRuntime {r}: the kernel refused it in {} \
+                     (a cgroup's realtime runtime must fit in its parent's: {} is {budget})",
+                    path.display(),
+                    parent.unwrap_or_default().display()
+                )));
+            }
         }
         Ok(())
     }
@@ -558,12 +764,8 @@ impl Cgroup {
         if let Some(b) = res.block_io() {
             a.block_io(b)?;
         }
-        if res
-            .hugepage_limits()
-            .as_ref()
-            .is_some_and(|h| !h.is_empty())
-        {
-            a.skip("hugepageLimits", "hugetlb limits are not supported");
+        if let Some(h) = res.hugepage_limits().as_ref().filter(|h| !h.is_empty()) {
+            a.hugetlb(h)?;
         }
         if res.network().is_some() {
             a.skip("network", "network class/priority limits are not supported");
@@ -592,5 +794,23 @@ impl Cgroup {
             }
         }
         Ok(a.unapplied)
+    }
+}
+
+#[cfg(test)]
+mod weight_tests {
+    use super::*;
+
+    #[test]
+    fn blkio_weight_converts_as_runc() {
+        // runc's ConvertBlkIOToIOWeightValue at the ends and in between.
+        assert_eq!(blkio_weight_to_io(0), 0);
+        assert_eq!(blkio_weight_to_io(10), 1);
+        assert_eq!(blkio_weight_to_io(300), 2930);
+        assert_eq!(blkio_weight_to_io(500), 4950);
+        assert_eq!(blkio_weight_to_io(1000), 10000);
+        assert!(check_weight("blockIO.weight", Some(9)).is_err());
+        assert!(check_weight("blockIO.weight", Some(0)).is_ok());
+        assert!(check_weight("blockIO.weight", Some(1000)).is_ok());
     }
 }

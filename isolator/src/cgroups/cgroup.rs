@@ -33,34 +33,48 @@ pub struct ResolveOptions {
     /// requested; v1 cpuset needs `cpuset.cpus`/`mems` copied into every
     /// created level, which is why it is left out by default).
     pub cpuset: bool,
-    /// Also join the v1 blkio hierarchy (only for block I/O throttles).
+    /// Also join the v1 blkio hierarchy (only for block I/O weights and
+    /// throttles).
     pub blkio: bool,
+    /// Also join the v1 hugetlb hierarchy, or enable the v2 hugetlb
+    /// controller (only for hugepage limits).
+    pub hugetlb: bool,
     /// Also join the v1 devices hierarchy (only for device rules, which
     /// [`Cgroup::apply_devices`] writes there).
     pub devices: bool,
 }
 
 impl ResolveOptions {
-    /// The options `res` needs (cpuset when `cpu.cpus` or `cpu.mems` is set).
+    /// The options `res` needs (cpuset when `cpu.cpus` or `cpu.mems` is set,
+    /// blkio for any block I/O weight or throttle, hugetlb for hugepage
+    /// limits).
     pub fn for_resources(res: &oci_spec::runtime::LinuxResources) -> ResolveOptions {
         let cpuset = res.cpu().as_ref().is_some_and(|c| {
             c.cpus().as_deref().is_some_and(|s| !s.is_empty())
                 || c.mems().as_deref().is_some_and(|s| !s.is_empty())
         });
         let blkio = res.block_io().as_ref().is_some_and(|b| {
-            [
-                b.throttle_read_bps_device(),
-                b.throttle_write_bps_device(),
-                b.throttle_read_iops_device(),
-                b.throttle_write_iops_device(),
-            ]
-            .iter()
-            .any(|l| l.as_ref().is_some_and(|l| !l.is_empty()))
+            b.weight().is_some()
+                || b.leaf_weight().is_some()
+                || b.weight_device().as_ref().is_some_and(|w| !w.is_empty())
+                || [
+                    b.throttle_read_bps_device(),
+                    b.throttle_write_bps_device(),
+                    b.throttle_read_iops_device(),
+                    b.throttle_write_iops_device(),
+                ]
+                .iter()
+                .any(|l| l.as_ref().is_some_and(|l| !l.is_empty()))
         });
         let devices = res.devices().as_ref().is_some_and(|d| !d.is_empty());
+        let hugetlb = res
+            .hugepage_limits()
+            .as_ref()
+            .is_some_and(|h| !h.is_empty());
         ResolveOptions {
             cpuset,
             blkio,
+            hugetlb,
             devices,
         }
     }
@@ -165,6 +179,11 @@ pub struct Cgroup {
     /// Problems `create()` met that do not make it fail.
     #[serde(default)]
     pub warnings: Vec<CgroupWarning>,
+    /// v2 controllers `create()` enables beyond [`V2_CONTROLLERS`] because
+    /// the resources ask for them (hugetlb): enabled for every container,
+    /// they would charge each one's hugepage use for a limit few set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub v2_extra: Vec<String>,
 }
 
 impl Cgroup {
@@ -242,6 +261,7 @@ impl Cgroup {
                 let wanted = V1_CONTROLLERS.iter().any(|c| h.has(c))
                     || (opts.cpuset && h.has("cpuset"))
                     || (opts.blkio && h.has("blkio"))
+                    || (opts.hugetlb && h.has("hugetlb"))
                     || (opts.devices && h.has("devices"));
                 if wanted {
                     v1.push(place(h)?);
@@ -252,12 +272,18 @@ impl Cgroup {
             (CgroupMode::V1, _) | (_, None) => None,
             (_, Some(h)) => Some(place(h)?),
         };
+        let v2_extra = if opts.hugetlb && mode == CgroupMode::V2 {
+            vec!["hugetlb".to_string()]
+        } else {
+            Vec::new()
+        };
         Ok(Cgroup {
             mode,
             path: path.to_string(),
             v1,
             unified,
             warnings: Vec::new(),
+            v2_extra,
         })
     }
 
@@ -295,7 +321,8 @@ impl Cgroup {
     /// created (serialized, used by `destroy()`). Fails with `AlreadyExists`
     /// if a leaf exists; on any failure the directories made by this call are
     /// removed again. In V2 mode, enables the available ones of cpu, memory,
-    /// pids, io, cpuset in `cgroup.subtree_control` of the caller's own cgroup
+    /// pids, io, cpuset (and hugetlb when resolved with
+    /// [`ResolveOptions::hugetlb`]) in `cgroup.subtree_control` of the caller's own cgroup
     /// and of every level above the leaf; an `EBUSY` refusal there
     /// (no-internal-process rule) is recorded in `warnings` (see
     /// [`CgroupWarning`]), not worked around. In v1 cpuset, copies the
@@ -323,7 +350,7 @@ impl Cgroup {
                 let mut parents = vec![u.base.clone()];
                 let levels = u.levels();
                 parents.extend(levels[..levels.len().saturating_sub(1)].iter().cloned());
-                self.warnings = enable_controllers(&parents);
+                self.warnings = enable_controllers(&parents, &self.v2_extra);
             }
         }
         Ok(())
@@ -724,10 +751,11 @@ pub(crate) fn copy_cpuset_from_parent(dir: &Path) -> Result<(), CgroupError> {
     Ok(())
 }
 
-/// Enables the available [`V2_CONTROLLERS`] in `cgroup.subtree_control` of
-/// each of `parents` (outermost first). Returns the warnings; stops at the
-/// first `EBUSY` since deeper levels cannot get the controllers either.
-fn enable_controllers(parents: &[PathBuf]) -> Vec<CgroupWarning> {
+/// Enables the available [`V2_CONTROLLERS`] and `extra` in
+/// `cgroup.subtree_control` of each of `parents` (outermost first). Returns
+/// the warnings; stops at the first `EBUSY` since deeper levels cannot get
+/// the controllers either.
+fn enable_controllers(parents: &[PathBuf], extra: &[String]) -> Vec<CgroupWarning> {
     let mut warnings = Vec::new();
     for p in parents {
         let available = match fsutil::read_opt(&p.join("cgroup.controllers")) {
@@ -747,6 +775,7 @@ fn enable_controllers(parents: &[PathBuf]) -> Vec<CgroupWarning> {
         let todo: Vec<&str> = V2_CONTROLLERS
             .iter()
             .copied()
+            .chain(extra.iter().map(String::as_str))
             .filter(|c| available.split_whitespace().any(|a| a == *c))
             .filter(|c| !enabled.split_whitespace().any(|a| a == *c))
             .collect();
