@@ -722,14 +722,16 @@ impl Cgroup {
     /// in runc's order), swappiness, cpu.shares, cpu.cfs_period_us/quota_us,
     /// pids.max, cpuset (if joined). v2: memory.max, memory.swap.max
     /// (= swap - limit), cpu.weight (converted with [`shares_to_weight`]),
-    /// cpu.max, pids.max, cpuset.*, and the `unified` map verbatim.
+    /// cpu.max, pids.max, cpuset.*, and the `unified` map verbatim. Both:
+    /// block I/O throttles and weights, hugepage limits (with the blkio and
+    /// hugetlb hierarchies joined on v1, see [`super::ResolveOptions`]).
     /// A pids limit <= 0 means "max"; memory/cpu values of 0 mean "unset"
     /// (as in runc).
     ///
     /// Returns the requested limits it could not apply (controller not
     /// available, file missing, no v1/v2 equivalent, unsupported resource
-    /// class such as hugepages; device rules, which [`Cgroup::apply_devices`]
-    /// sets), each with a reason. A write that
+    /// class such as network or rdma; device rules, which
+    /// [`Cgroup::apply_devices`] sets), each with a reason. A write that
     /// fails is an error naming the file.
     pub fn apply(&self, res: &LinuxResources) -> Result<Vec<Unapplied>, CgroupError> {
         let mut a = Applier {

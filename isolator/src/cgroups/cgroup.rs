@@ -179,7 +179,7 @@ pub struct Cgroup {
     /// Problems `create()` met that do not make it fail.
     #[serde(default)]
     pub warnings: Vec<CgroupWarning>,
-    /// v2 controllers `create()` enables beyond [`V2_CONTROLLERS`] because
+    /// v2 controllers `create()` enables beyond the default ones because
     /// the resources ask for them (hugetlb): enabled for every container,
     /// they would charge each one's hugepage use for a limit few set.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
