@@ -28,10 +28,30 @@
 //! On x86_64 a permissive default (`ALLOW`/`LOG`) also gets a small
 //! hand-written guard filter that kills x32-ABI syscalls, which would
 //! otherwise bypass every rule (see [`x32_guard`]).
+//!
+//! # Installing
+//!
+//! [`CompiledSeccomp::apply`] calls seccomp(2) itself rather than
+//! seccompiler's installer, which takes no flags and always sets
+//! no_new_privs: `linux.seccomp.flags` must reach the kernel, and (as in
+//! runc) no_new_privs is only set when `process.noNewPrivileges` asks for it,
+//! so the caller installs while it still has CAP_SYS_ADMIN otherwise.
+//!
+//! # SCMP_ACT_NOTIFY
+//!
+//! seccompiler has no user-notification action. The NOTIFY rules form one
+//! filter of their own (a process may hold one listener), compiled with
+//! `SCMP_ACT_TRAP` as a placeholder match action, whose `RET` instructions
+//! are then rewritten to `SECCOMP_RET_USER_NOTIF`: in that filter TRAP can
+//! only be the placeholder, since every other action lives in another filter.
+//! It is installed with `SECCOMP_FILTER_FLAG_NEW_LISTENER`, and apply()
+//! returns the listener for the caller to send to `listenerPath`
+//! ([`send_to_agent`]).
 
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -79,12 +99,22 @@ pub enum SeccompError {
         /// `std::env::consts::ARCH` of this build.
         arch: &'static str,
     },
-    /// An action the runtime cannot implement (only `SCMP_ACT_NOTIFY` today).
-    #[error("seccomp action {action} is not supported")]
-    UnsupportedAction {
-        /// The OCI action.
-        action: LinuxSeccompAction,
+    /// `SCMP_ACT_NOTIFY` as `defaultAction`: it would also notify the
+    /// syscalls that hand the listener over (runc refuses it too).
+    #[error("linux.seccomp.defaultAction: SCMP_ACT_NOTIFY cannot be the default action (the listener could never be handed to the agent); use it in syscalls[] rules")]
+    NotifyDefault,
+    /// `SCMP_ACT_NOTIFY` on the syscall that hands the listener over.
+    #[error("linux.seccomp.syscalls: SCMP_ACT_NOTIFY cannot be used for \"{syscall}\": the runtime sends the listener to its agent with it, so the container would hang (runc refuses \"write\" for the same reason)")]
+    NotifyHandover {
+        /// The refused syscall name.
+        syscall: String,
     },
+    /// `SCMP_ACT_NOTIFY` rules without a socket to send the listener to.
+    #[error("linux.seccomp.listenerPath is required when a rule uses SCMP_ACT_NOTIFY (the seccomp agent's unix socket)")]
+    NotifyWithoutListener,
+    /// `listenerMetadata` without `listenerPath` (the runtime-spec forbids it).
+    #[error("linux.seccomp.listenerMetadata must not be set without linux.seccomp.listenerPath")]
+    MetadataWithoutListener,
     /// `errnoRet` given on an action that has no use for it.
     #[error("errnoRet is only valid with SCMP_ACT_ERRNO and SCMP_ACT_TRACE, not {action} (syscall \"{syscall}\")")]
     UnexpectedErrnoRet {
@@ -133,15 +163,25 @@ pub enum SeccompError {
         /// seccompiler's error.
         error: BackendError,
     },
-    /// The kernel refused a filter (or `PR_SET_NO_NEW_PRIVS`).
-    #[error("installing seccomp filter {index} of {count} failed: {error}")]
+    /// The kernel refused a filter.
+    #[error("installing seccomp filter {index} of {count} (flags {flags:#x}) failed: {error}")]
     Install {
         /// 1-based position in install order.
         index: usize,
         /// Number of filters in the profile.
         count: usize,
-        /// seccompiler's error (wraps the OS error).
-        error: seccompiler::Error,
+        /// The `SECCOMP_FILTER_FLAG_*` bits passed.
+        flags: libc::c_ulong,
+        /// The OS error of seccomp(2).
+        error: io::Error,
+    },
+    /// The listener could not be sent to the seccomp agent.
+    #[error("cannot send the seccomp listener to the agent at linux.seccomp.listenerPath {}: {error}", path.display())]
+    Agent {
+        /// `listenerPath`.
+        path: PathBuf,
+        /// The I/O error of connect or sendmsg.
+        error: io::Error,
     },
     /// The profile file could not be read.
     #[error("cannot read seccomp profile {}: {error}", path.display())]
@@ -166,6 +206,12 @@ pub enum SeccompError {
 pub struct CompiledSeccomp {
     /// Programs in install order.
     programs: Vec<BpfProgram>,
+    /// `SECCOMP_FILTER_FLAG_*` bits every filter is installed with (LOG, SPEC_ALLOW): the
+    /// kernel applies both per filter (SPEC_ALLOW missing on any one filter forces the
+    /// mitigation on; LOG is looked up on the filter whose result wins).
+    flags: libc::c_ulong,
+    /// Index in `programs` of the SCMP_ACT_NOTIFY filter, installed with NEW_LISTENER.
+    listener: Option<usize>,
 }
 
 impl CompiledSeccomp {
@@ -174,21 +220,135 @@ impl CompiledSeccomp {
         self.programs.len()
     }
 
-    /// Installs every filter on the calling thread. Called in the container's init right before
-    /// execve (no_new_privs is already set by the caller). Does not allocate, so it is safe after
-    /// fork in a multi-threaded parent: it only hands the pre-built programs to
-    /// `seccompiler::apply_filter` (which also sets no_new_privs again, harmlessly).
-    pub fn apply(&self) -> Result<(), SeccompError> {
-        let count = self.programs.len();
-        for (i, program) in self.programs.iter().enumerate() {
-            seccompiler::apply_filter(program).map_err(|error| SeccompError::Install {
-                index: i + 1,
-                count,
-                error,
-            })?;
-        }
-        Ok(())
+    /// Whether apply() returns a listener that must go to `listenerPath`.
+    pub fn needs_listener(&self) -> bool {
+        self.listener.is_some()
     }
+
+    /// The `SECCOMP_FILTER_FLAG_*` bits every filter is installed with.
+    pub fn flags(&self) -> libc::c_ulong {
+        self.flags
+    }
+
+    /// Installs every filter on the calling thread and returns the notification listener if
+    /// the profile has SCMP_ACT_NOTIFY rules. Does not set no_new_privs: without it the caller
+    /// needs CAP_SYS_ADMIN (runc's rule, so setuid programs keep working when
+    /// `noNewPrivileges` is false). TSYNC is never passed: the container's init and an exec'd
+    /// process are single-threaded when they install, so there is no other thread to
+    /// synchronise (and TSYNC with NEW_LISTENER would need TSYNC_ESRCH).
+    ///
+    /// Does not allocate, so it is safe after fork in a multi-threaded parent.
+    pub fn apply(&self) -> Result<Option<OwnedFd>, SeccompError> {
+        let count = self.programs.len();
+        let mut listener = None;
+        for (i, program) in self.programs.iter().enumerate() {
+            let notify = self.listener == Some(i);
+            let flags = self.flags
+                | if notify {
+                    libc::SECCOMP_FILTER_FLAG_NEW_LISTENER
+                } else {
+                    0
+                };
+            let prog = libc::sock_fprog {
+                // compile() refused programs over 4096 instructions (FilterTooLarge).
+                len: program.len() as u16,
+                // seccompiler's sock_filter is #[repr(C)] with the kernel's layout, as libc's is.
+                filter: program.as_ptr().cast_mut().cast(),
+            };
+            // SAFETY: `prog` points to `program`, which outlives the call; the kernel only
+            // copies the instructions in. The flags are plain bits.
+            let rc = unsafe {
+                libc::syscall(
+                    libc::SYS_seccomp,
+                    libc::SECCOMP_SET_MODE_FILTER,
+                    flags,
+                    &prog as *const libc::sock_fprog,
+                )
+            };
+            if rc < 0 {
+                return Err(SeccompError::Install {
+                    index: i + 1,
+                    count,
+                    flags,
+                    error: io::Error::last_os_error(),
+                });
+            }
+            if notify {
+                // SAFETY: with NEW_LISTENER, seccomp(2) returns a new descriptor (O_CLOEXEC)
+                // that nothing else owns.
+                listener = Some(unsafe { OwnedFd::from_raw_fd(rc as RawFd) });
+            }
+        }
+        Ok(listener)
+    }
+}
+
+/// The runtime-spec "container process state" sent with the listener to `listenerPath`.
+/// `state` is the container's state JSON (runtime.md); `pid` the process that installed the
+/// filter, as the runtime sees it.
+pub fn process_state(pid: i32, metadata: Option<&str>, state: serde_json::Value) -> Vec<u8> {
+    let mut doc = serde_json::json!({
+        "ociVersion": state["ociVersion"].clone(),
+        "fds": ["seccompFd"],
+        "pid": pid,
+        "state": state,
+    });
+    if let Some(m) = metadata {
+        doc["metadata"] = serde_json::Value::from(m);
+    }
+    serde_json::to_vec(&doc).unwrap_or_default()
+}
+
+/// Sends `message` (a [`process_state`]) and the listener in one SCM_RIGHTS message over a new
+/// connection to the agent's socket, then closes it (the runtime-spec: one state per
+/// connection, never reused).
+pub fn send_to_agent(
+    path: &Path,
+    message: &[u8],
+    listener: BorrowedFd,
+) -> Result<(), SeccompError> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let agent = |error: io::Error| SeccompError::Agent {
+        path: path.to_owned(),
+        error,
+    };
+    let stream = std::os::unix::net::UnixStream::connect(path).map_err(agent)?;
+    let fds = [listener.as_raw_fd()];
+    let mut sent = 0;
+    while sent < message.len() {
+        let iov = [io::IoSlice::new(&message[sent..])];
+        // The descriptor goes with the first sendmsg only (runtime-spec).
+        let cmsg = [ControlMessage::ScmRights(&fds)];
+        let cmsgs: &[ControlMessage] = if sent == 0 { &cmsg } else { &[] };
+        match sendmsg::<()>(
+            stream.as_raw_fd(),
+            &iov,
+            cmsgs,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        ) {
+            Ok(n) => sent += n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(agent(e.into())),
+        }
+    }
+    Ok(())
+}
+
+/// Which `SECCOMP_FILTER_FLAG_*` of the runtime-spec this kernel accepts, probed as libseccomp
+/// does: seccomp(2) with a NULL program fails with EFAULT for a known flag, EINVAL otherwise.
+pub fn kernel_supports_flag(flag: libc::c_ulong) -> bool {
+    // SAFETY: a NULL program makes the kernel fail before installing anything; no memory of
+    // ours is read or written.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            flag,
+            std::ptr::null::<libc::sock_fprog>(),
+        )
+    };
+    rc < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EFAULT)
 }
 
 /// The native architecture in the three spellings we need.
@@ -249,24 +409,44 @@ fn check_architectures(profile: &LinuxSeccomp, native: &NativeArch) -> Result<()
     })
 }
 
-/// Accepts every `SECCOMP_FILTER_FLAG_*` oci-spec can represent (an unknown flag string is
-/// already a deserialization error in oci-spec). apply() installs without flags:
-/// - TSYNC is meaningless because the container init is single-threaded when it installs;
-/// - LOG (log non-ALLOW results) and SPEC_ALLOW (keep speculative store bypass mitigation off)
-///   are ignored: seccompiler's installer takes no flags and both only change logging or
-///   mitigation, never which syscalls are allowed.
+/// The seccomp(2) flags for `linux.seccomp.flags`. An unknown flag string is already a
+/// deserialization error naming it (oci-spec's enum; SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV is
+/// one, as oci-spec 0.8 and 0.9 lack it). As runc 1.2: no `flags` at all means SPEC_ALLOW
+/// (seccomp then leaves the speculative store bypass mitigation to the process, as without a
+/// filter), an explicit empty list means none. TSYNC maps to nothing, see
+/// [`CompiledSeccomp::apply`].
 ///
 /// The exhaustive match makes a new oci-spec flag a compile error here rather than silently
 /// accepted.
-fn check_flags(profile: &LinuxSeccomp) {
-    for flag in profile.flags().iter().flatten() {
-        match flag {
-            LinuxSeccompFilterFlag::SeccompFilterFlagTsync
-            | LinuxSeccompFilterFlag::SeccompFilterFlagLog
-            | LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => {}
+fn filter_flags(profile: &LinuxSeccomp) -> libc::c_ulong {
+    let Some(flags) = profile.flags() else {
+        return libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW;
+    };
+    flags.iter().fold(0, |bits, flag| {
+        bits | match flag {
+            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => 0,
+            LinuxSeccompFilterFlag::SeccompFilterFlagLog => libc::SECCOMP_FILTER_FLAG_LOG,
+            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => {
+                libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW
+            }
         }
-    }
+    })
 }
+
+/// An OCI action as compiled: one seccompiler has, or NOTIFY, which it lacks (see the module
+/// docs).
+#[derive(Debug, Clone, PartialEq)]
+enum Action {
+    Filter(SeccompAction),
+    Notify,
+}
+
+/// What the NOTIFY filter is compiled with before its returns are rewritten.
+const NOTIFY_PLACEHOLDER: SeccompAction = SeccompAction::Trap;
+
+/// Syscalls a NOTIFY rule may not name: the container's init and an exec'd process hand the
+/// listener to the runtime with sendmsg(2) after installing, and nobody could answer yet.
+const NOTIFY_REFUSED: [&str; 1] = ["sendmsg"];
 
 /// Maps an OCI action (+ errnoRet) to seccompiler's. `field` names the errno field in messages.
 fn convert_action(
@@ -274,7 +454,7 @@ fn convert_action(
     errno_ret: Option<u32>,
     field: impl FnOnce() -> String,
     syscall: Option<&str>,
-) -> Result<SeccompAction, SeccompError> {
+) -> Result<Action, SeccompError> {
     let data = |max: u32| {
         // runc and libseccomp default both ERRNO and TRACE data to EPERM.
         let value = errno_ret.unwrap_or(libc::EPERM as u32);
@@ -288,18 +468,20 @@ fn convert_action(
         Ok(value)
     };
     let converted = match action {
-        LinuxSeccompAction::ScmpActErrno => return Ok(SeccompAction::Errno(data(MAX_ERRNO)?)),
-        LinuxSeccompAction::ScmpActTrace => return Ok(SeccompAction::Trace(data(MAX_TRACE_DATA)?)),
-        LinuxSeccompAction::ScmpActAllow => SeccompAction::Allow,
+        LinuxSeccompAction::ScmpActErrno => {
+            return Ok(Action::Filter(SeccompAction::Errno(data(MAX_ERRNO)?)))
+        }
+        LinuxSeccompAction::ScmpActTrace => {
+            return Ok(Action::Filter(SeccompAction::Trace(data(MAX_TRACE_DATA)?)))
+        }
+        LinuxSeccompAction::ScmpActAllow => Action::Filter(SeccompAction::Allow),
         LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
-            SeccompAction::KillThread
+            Action::Filter(SeccompAction::KillThread)
         }
-        LinuxSeccompAction::ScmpActKillProcess => SeccompAction::KillProcess,
-        LinuxSeccompAction::ScmpActTrap => SeccompAction::Trap,
-        LinuxSeccompAction::ScmpActLog => SeccompAction::Log,
-        LinuxSeccompAction::ScmpActNotify => {
-            return Err(SeccompError::UnsupportedAction { action });
-        }
+        LinuxSeccompAction::ScmpActKillProcess => Action::Filter(SeccompAction::KillProcess),
+        LinuxSeccompAction::ScmpActTrap => Action::Filter(SeccompAction::Trap),
+        LinuxSeccompAction::ScmpActLog => Action::Filter(SeccompAction::Log),
+        LinuxSeccompAction::ScmpActNotify => Action::Notify,
     };
     match (errno_ret, syscall) {
         (Some(_), Some(syscall)) => Err(SeccompError::UnexpectedErrnoRet {
@@ -311,7 +493,10 @@ fn convert_action(
 }
 
 /// Human-readable action for messages, in OCI spelling.
-fn action_name(action: &SeccompAction) -> String {
+fn action_name(action: &Action) -> String {
+    let Action::Filter(action) = action else {
+        return "SCMP_ACT_NOTIFY".into();
+    };
     match action {
         SeccompAction::Allow => "SCMP_ACT_ALLOW".into(),
         SeccompAction::Errno(errno) => format!("SCMP_ACT_ERRNO({errno})"),
@@ -391,7 +576,7 @@ impl RuleMap {
         }
     }
 
-    /// Whether the installer syscalls (`prctl`, `seccomp`) appear at all.
+    /// Whether the installer syscall (`seccomp`) appears at all.
     fn mentions_installer(&self) -> bool {
         INSTALLER_SYSCALLS
             .iter()
@@ -413,14 +598,15 @@ impl RuleMap {
     }
 }
 
-/// Syscalls `seccompiler::apply_filter` makes to install a filter.
-const INSTALLER_SYSCALLS: [Sysno; 2] = [Sysno::prctl, Sysno::seccomp];
+/// Syscalls [`CompiledSeccomp::apply`] makes to install a filter.
+const INSTALLER_SYSCALLS: [Sysno; 1] = [Sysno::seccomp];
 
 /// One filter to build: a description for messages, whether it may block the installation of
-/// later filters, and the seccompiler filter itself.
+/// later filters, whether it is the NOTIFY filter, and the seccompiler filter itself.
 struct Planned {
     what: String,
     restricts_installer: bool,
+    notify: bool,
     filter: SeccompFilter,
 }
 
@@ -445,20 +631,34 @@ fn exists_on_some_arch(name: &str) -> bool {
 
 /// Compiles an OCI `linux.seccomp` section for the native architecture. See the module docs
 /// for how per-rule actions become a stack of filters.
+///
+/// Syscall names: a name another architecture has (engines ship one profile for all) cannot be
+/// called here, so its rule holds trivially and is skipped, as runc does. A name no
+/// architecture in Berth's table has is skipped in an `SCMP_ACT_ALLOW` rule (the call then
+/// gets the default action, never more than the profile allows; runc skips every name
+/// libseccomp does not know) and is an error in any other rule: skipping a restricting rule
+/// would leave the syscall allowed if the kernel has it (a typo, or a syscall newer than the
+/// table, such as mseal).
 pub fn compile(profile: &LinuxSeccomp) -> Result<CompiledSeccomp, SeccompError> {
     let native = native_arch()?;
     check_architectures(profile, &native)?;
-    check_flags(profile);
+    let flags = filter_flags(profile);
 
-    let default = convert_action(
+    let default = match convert_action(
         profile.default_action(),
         profile.default_errno_ret(),
         || "defaultErrnoRet".to_owned(),
         None,
-    )?;
+    )? {
+        Action::Filter(action) => action,
+        Action::Notify => return Err(SeccompError::NotifyDefault),
+    };
+    if profile.listener_metadata().is_some() && profile.listener_path().is_none() {
+        return Err(SeccompError::MetadataWithoutListener);
+    }
 
     // Non-default actions in order of first appearance, each with its rules.
-    let mut groups: Vec<(SeccompAction, RuleMap)> = Vec::new();
+    let mut groups: Vec<(Action, RuleMap)> = Vec::new();
     for entry in profile.syscalls().iter().flatten() {
         let Some(first) = entry.names().first() else {
             continue;
@@ -473,12 +673,13 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<CompiledSeccomp, SeccompError> 
         // is reported the same way whatever the default action is.
         let mut resolved = Vec::with_capacity(entry.names().len());
         for name in entry.names() {
+            if action == Action::Notify && NOTIFY_REFUSED.contains(&name.as_str()) {
+                return Err(SeccompError::NotifyHandover {
+                    syscall: name.clone(),
+                });
+            }
             let Ok(sysno) = Sysno::from_str(name) else {
-                // Engines ship one profile for every architecture (podman's
-                // lists bdflush, absent on x86_64); a syscall this kernel
-                // does not have cannot be made, so its rule holds trivially.
-                // runc skips these too. A name no architecture has is a typo.
-                if exists_on_some_arch(name) {
+                if exists_on_some_arch(name) || action == Action::Filter(SeccompAction::Allow) {
                     continue;
                 }
                 return Err(SeccompError::UnknownSyscall {
@@ -488,7 +689,7 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<CompiledSeccomp, SeccompError> 
             };
             resolved.push((i64::from(sysno.id()), rule_for(name, entry)?));
         }
-        if action == default {
+        if action == Action::Filter(default.clone()) {
             continue;
         }
         let index = match groups.iter().position(|(a, _)| *a == action) {
@@ -502,33 +703,42 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<CompiledSeccomp, SeccompError> 
             groups[index].1.add(nr, rule);
         }
     }
+    if profile.listener_path().is_none() && groups.iter().any(|(a, _)| *a == Action::Notify) {
+        return Err(SeccompError::NotifyWithoutListener);
+    }
 
     let mut planned = Vec::new();
     let mut escapes = RuleMap::default();
     for (action, rules) in groups {
         escapes.merge(&rules);
-        if action == SeccompAction::Allow {
-            // Allowed rules only need to escape the default, which filter D does.
-            continue;
-        }
         let what = format!("{} rules", action_name(&action));
+        let (matched, notify) = match action {
+            // Allowed rules only need to escape the default, which filter D does.
+            Action::Filter(SeccompAction::Allow) => continue,
+            Action::Filter(action) => (action, false),
+            Action::Notify => (NOTIFY_PLACEHOLDER, true),
+        };
         let restricts_installer =
-            rules.mentions_installer() && !matches!(action, SeccompAction::Log);
+            rules.mentions_installer() && !matches!(matched, SeccompAction::Log);
         let filter = SeccompFilter::new(
             rules.into_seccompiler(),
             SeccompAction::Allow,
-            action,
+            matched,
             native.target,
         )
         .map_err(|error| build_error(what.clone(), error))?;
         planned.push(Planned {
             what,
             restricts_installer,
+            notify,
             filter,
         });
     }
     if default != SeccompAction::Allow {
-        let what = format!("default action {}", action_name(&default));
+        let what = format!(
+            "default action {}",
+            action_name(&Action::Filter(default.clone()))
+        );
         let restricts_installer =
             !matches!(default, SeccompAction::Log) && !escapes.allows_installer_unconditionally();
         let filter = SeccompFilter::new(
@@ -541,11 +751,12 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<CompiledSeccomp, SeccompError> 
         planned.push(Planned {
             what,
             restricts_installer,
+            notify: false,
             filter,
         });
     }
 
-    // The filter that may block prctl/seccomp goes last. Reordering is harmless: ties between
+    // The filter that may block seccomp(2) goes last. Reordering is harmless: ties between
     // equal actions can only happen between group filters (D returns ALLOW wherever a group
     // matches), and those keep their relative order.
     let restricting: Vec<&str> = planned
@@ -565,10 +776,37 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<CompiledSeccomp, SeccompError> 
     if !planned.is_empty() && matches!(default, SeccompAction::Allow | SeccompAction::Log) {
         programs.push(x32_guard());
     }
-    for Planned { what, filter, .. } in planned {
-        programs.push(BpfProgram::try_from(filter).map_err(|error| build_error(what, error))?);
+    let mut listener = None;
+    for Planned {
+        what,
+        filter,
+        notify,
+        ..
+    } in planned
+    {
+        let mut program = BpfProgram::try_from(filter).map_err(|error| build_error(what, error))?;
+        if notify {
+            to_user_notif(&mut program);
+            listener = Some(programs.len());
+        }
+        programs.push(program);
     }
-    Ok(CompiledSeccomp { programs })
+    Ok(CompiledSeccomp {
+        programs,
+        flags,
+        listener,
+    })
+}
+
+/// Turns the NOTIFY filter's placeholder returns into `SECCOMP_RET_USER_NOTIF`. Its other
+/// returns are ALLOW (no rule matched) and KILL_PROCESS (foreign architecture).
+fn to_user_notif(program: &mut BpfProgram) {
+    let ret_k = (libc::BPF_RET | libc::BPF_K) as u16;
+    for insn in program.iter_mut() {
+        if insn.code == ret_k && insn.k == libc::SECCOMP_RET_TRAP {
+            insn.k = libc::SECCOMP_RET_USER_NOTIF;
+        }
+    }
 }
 
 /// The seccompiler rule for one OCI entry's `args` (ANDed), or `None` for "any arguments".
@@ -815,8 +1053,11 @@ mod tests {
         // and _exit, all async-signal-safe; it never returns into the test harness.
         match unsafe { fork() }.expect("fork") {
             ForkResult::Child => {
+                // apply() leaves no_new_privs to the caller; without it installing needs
+                // CAP_SYS_ADMIN. SAFETY: prctl with integer arguments.
+                unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
                 let code = match compiled.apply() {
-                    Ok(()) => child(),
+                    Ok(_) => child(),
                     Err(_) => 100,
                 };
                 // SAFETY: _exit is async-signal-safe and skips atexit handlers and destructors.
@@ -837,6 +1078,8 @@ mod tests {
     /// No filters: the control case showing each child check depends on the filter.
     const NO_FILTERS: CompiledSeccomp = CompiledSeccomp {
         programs: Vec::new(),
+        flags: 0,
+        listener: None,
     };
 
     fn errno() -> i32 {
@@ -869,15 +1112,25 @@ mod tests {
             err,
             format!("unknown syscall \"foo\" on {}", std::env::consts::ARCH)
         );
-        // Also when the rule itself would be a no-op.
+        // Also when the rule would be a no-op under this default.
         let p = profile(
-            LinuxSeccompAction::ScmpActAllow,
-            vec![entry(&["foo"], LinuxSeccompAction::ScmpActAllow, None)],
+            LinuxSeccompAction::ScmpActErrno,
+            vec![entry(&["foo"], LinuxSeccompAction::ScmpActErrno, None)],
         );
         assert!(matches!(
             compile(&p),
             Err(SeccompError::UnknownSyscall { .. })
         ));
+        // In an allow rule it is skipped, as runc does: the call keeps the default action.
+        let p = profile(
+            LinuxSeccompAction::ScmpActErrno,
+            vec![entry(
+                &["foo", "exit_group", "seccomp"],
+                LinuxSeccompAction::ScmpActAllow,
+                None,
+            )],
+        );
+        assert_eq!(compile(&p).unwrap().filter_count(), 1);
     }
 
     #[test]
@@ -896,15 +1149,153 @@ mod tests {
     }
 
     #[test]
-    fn notify_is_unsupported() {
-        let p = profile(
+    fn notify_rules_are_checked() {
+        let mut p = profile(
             LinuxSeccompAction::ScmpActAllow,
             vec![entry(&["getpid"], LinuxSeccompAction::ScmpActNotify, None)],
         );
         assert_eq!(
             compile(&p).unwrap_err().to_string(),
-            "seccomp action SCMP_ACT_NOTIFY is not supported"
+            "linux.seccomp.listenerPath is required when a rule uses SCMP_ACT_NOTIFY (the seccomp agent's unix socket)"
         );
+        p.set_listener_path(Some("/run/agent.sock".into()));
+        let compiled = compile(&p).unwrap();
+        assert!(compiled.needs_listener());
+        assert_eq!(compiled.filter_count(), 1 + GUARD);
+
+        let mut p = profile(LinuxSeccompAction::ScmpActNotify, vec![]);
+        p.set_listener_path(Some("/run/agent.sock".into()));
+        assert!(matches!(compile(&p), Err(SeccompError::NotifyDefault)));
+
+        let mut p = profile(
+            LinuxSeccompAction::ScmpActAllow,
+            vec![entry(&["sendmsg"], LinuxSeccompAction::ScmpActNotify, None)],
+        );
+        p.set_listener_path(Some("/run/agent.sock".into()));
+        let err = compile(&p).unwrap_err().to_string();
+        assert!(err.contains("\"sendmsg\""), "{err}");
+
+        let mut p = profile(LinuxSeccompAction::ScmpActAllow, vec![]);
+        p.set_listener_metadata(Some("x".into()));
+        assert!(matches!(
+            compile(&p),
+            Err(SeccompError::MetadataWithoutListener)
+        ));
+    }
+
+    #[test]
+    fn flags_follow_runc_1_2() {
+        let mut p = default_profile();
+        assert_eq!(
+            compile(&p).unwrap().flags(),
+            libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW
+        );
+        p.set_flags(Some(vec![]));
+        assert_eq!(compile(&p).unwrap().flags(), 0);
+        p.set_flags(Some(vec![
+            LinuxSeccompFilterFlag::SeccompFilterFlagLog,
+            LinuxSeccompFilterFlag::SeccompFilterFlagTsync,
+        ]));
+        assert_eq!(compile(&p).unwrap().flags(), libc::SECCOMP_FILTER_FLAG_LOG);
+        assert!(kernel_supports_flag(libc::SECCOMP_FILTER_FLAG_LOG));
+        assert!(!kernel_supports_flag(1 << 30));
+    }
+
+    /// A NOTIFY rule in a child: the test is the agent, fetching the listener with
+    /// pidfd_getfd (as runc's parent does) and answering getppid with 4242 and mkdir with EXDEV.
+    #[test]
+    fn notify_listener_answers_in_child() {
+        let mut p = profile(
+            LinuxSeccompAction::ScmpActAllow,
+            vec![entry(
+                &["getppid", "mkdir"],
+                LinuxSeccompAction::ScmpActNotify,
+                None,
+            )],
+        );
+        p.set_listener_path(Some("/unused".into()));
+        let compiled = compile(&p).unwrap();
+        let (r, w) = nix::unistd::pipe().unwrap();
+        // SAFETY: the child only calls apply() and raw syscalls, then _exit.
+        match unsafe { fork() }.unwrap() {
+            ForkResult::Child => {
+                // SAFETY: prctl with integer arguments (see run_in_child).
+                unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+                let code = match compiled.apply() {
+                    Ok(Some(fd)) => {
+                        let n = fd.as_raw_fd();
+                        // SAFETY: writes 4 bytes from a local to our pipe.
+                        unsafe { libc::write(w.as_raw_fd(), (&n as *const i32).cast(), 4) };
+                        std::mem::forget(fd);
+                        // SAFETY: raw syscall without arguments.
+                        let ppid = unsafe { libc::syscall(libc::SYS_getppid) };
+                        // SAFETY: the path is a NUL-terminated literal the kernel only reads.
+                        let rc = unsafe {
+                            libc::syscall(libc::SYS_mkdir, c"/nonexistent/x".as_ptr(), 0o755)
+                        };
+                        if ppid != 4242 {
+                            1
+                        } else if rc != -1 || errno() != libc::EXDEV {
+                            2
+                        } else {
+                            0
+                        }
+                    }
+                    _ => 100,
+                };
+                // SAFETY: _exit is async-signal-safe.
+                unsafe { libc::_exit(code) }
+            }
+            ForkResult::Parent { child } => {
+                drop(w);
+                let mut b = [0u8; 4];
+                nix::unistd::read(&r, &mut b).unwrap();
+                let remote = i32::from_ne_bytes(b);
+                // SAFETY: plain integer syscalls; the returned descriptors are new and ours.
+                let listener = unsafe {
+                    let pidfd = libc::syscall(libc::SYS_pidfd_open, child.as_raw(), 0);
+                    assert!(pidfd >= 0);
+                    let fd = libc::syscall(libc::SYS_pidfd_getfd, pidfd, remote, 0);
+                    assert!(fd >= 0, "pidfd_getfd: {}", io::Error::last_os_error());
+                    libc::close(pidfd as i32);
+                    OwnedFd::from_raw_fd(fd as i32)
+                };
+                for _ in 0..2 {
+                    // SAFETY: zeroed plain-data kernel structs, filled by the ioctls.
+                    let mut req: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+                    // SAFETY: `req` is a valid seccomp_notif for the kernel to fill.
+                    let rc = unsafe {
+                        libc::ioctl(
+                            listener.as_raw_fd(),
+                            libc::SECCOMP_IOCTL_NOTIF_RECV,
+                            &mut req,
+                        )
+                    };
+                    assert_eq!(rc, 0, "NOTIF_RECV: {}", io::Error::last_os_error());
+                    // SAFETY: as above.
+                    let mut resp: libc::seccomp_notif_resp = unsafe { std::mem::zeroed() };
+                    resp.id = req.id;
+                    if req.data.nr == libc::SYS_getppid as i32 {
+                        resp.val = 4242;
+                    } else {
+                        resp.error = -libc::EXDEV;
+                    }
+                    // SAFETY: `resp` is a valid seccomp_notif_resp.
+                    let rc = unsafe {
+                        libc::ioctl(
+                            listener.as_raw_fd(),
+                            libc::SECCOMP_IOCTL_NOTIF_SEND,
+                            &mut resp,
+                        )
+                    };
+                    assert_eq!(rc, 0, "NOTIF_SEND: {}", io::Error::last_os_error());
+                }
+                match waitpid(child, None).unwrap() {
+                    WaitStatus::Exited(_, code) => assert_eq!(code, 0),
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
     }
 
     #[test]
@@ -1005,15 +1396,11 @@ mod tests {
 
     #[test]
     fn installer_restricted_twice_is_refused() {
-        // D restricts seccomp (not allowed) and a KILL group restricts prctl.
-        let p = profile(
-            LinuxSeccompAction::ScmpActErrno,
-            vec![entry(
-                &["prctl"],
-                LinuxSeccompAction::ScmpActKillProcess,
-                None,
-            )],
-        );
+        // A KILL group restricts seccomp for one argument value, so D, which escapes it only
+        // there, restricts it for all others.
+        let mut kill = entry(&["seccomp"], LinuxSeccompAction::ScmpActKillProcess, None);
+        kill.set_args(Some(vec![masked_eq_arg(1, 0x100, 0x100)]));
+        let p = profile(LinuxSeccompAction::ScmpActErrno, vec![kill]);
         assert!(matches!(
             compile(&p),
             Err(SeccompError::InstallerRestricted { .. })
