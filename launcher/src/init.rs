@@ -36,6 +36,9 @@ pub enum SyncMsg {
     /// Supervisor -> init: the hooks succeeded; the state JSON for the
     /// container's own hooks (createContainer, startContainer).
     HooksDone { state: String },
+    /// Init -> supervisor: the seccomp NOTIFY listener is attached
+    /// (SCM_RIGHTS), for linux.seccomp.listenerPath.
+    SeccompListener,
 }
 
 pub fn send(fd: BorrowedFd, msg: &SyncMsg) -> nix::Result<()> {
@@ -207,27 +210,99 @@ fn setup(cfg: &InitConfig) -> Result<std::convert::Infallible, InitFailure> {
     }
     let (sets, user) = credentials(spec)?;
     let set_groups = !cfg.in_userns || userns_allows_setgroups();
+    // Seccomp where runc installs it: while the supervisor is still there
+    // to hand a NOTIFY listener to the agent, and, without no_new_privs,
+    // before dropping CAP_SYS_ADMIN, which installing then needs.
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
+        set_personality(p.domain())?;
+    }
+    if !nnp {
+        install_seccomp(cfg)?;
+    }
     capabilities::apply(&sets, &user, set_groups).map_err(|e| ("capabilities", e))?;
-    if process.no_new_privileges().unwrap_or(false) {
+    if nnp {
         capabilities::set_no_new_privs().map_err(|e| ("no_new_privs", e))?;
     }
     if let Some(mask) = process.user().umask() {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+    }
+    if nnp {
+        install_seccomp(cfg)?;
     }
     send(cfg.sync.as_fd_borrowed(), &SyncMsg::Ready).map_err(|e| ("reporting ready", e))?;
     crate::trace::mark("init: ready, waiting for start");
     wait_for_start(cfg, hook_state.as_deref())?;
     crate::trace::mark("init: started, exec");
     prepare_exec_signals();
-    if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
-        set_personality(p.domain())?;
-    }
-    if let Some(filter) = cfg.seccomp {
-        filter
-            .apply()
-            .map_err(|e| ("loading the seccomp filter", e))?;
-    }
     Err(exec(&program, &args, &env))
+}
+
+/// Installs the seccomp filters; a NOTIFY listener goes to the supervisor
+/// (SCM_RIGHTS on the sync socket), which sends it to the agent.
+fn install_seccomp(cfg: &InitConfig) -> Result<(), InitFailure> {
+    let Some(filter) = cfg.seccomp else {
+        return Ok(());
+    };
+    let listener = filter
+        .apply()
+        .map_err(|e| ("loading the seccomp filter", e))?;
+    if let Some(fd) = listener {
+        send_fd(cfg.sync.as_fd_borrowed(), &SyncMsg::SeccompListener, &fd)
+            .map_err(|e| ("handing the seccomp listener to the supervisor", e))?;
+    }
+    Ok(())
+}
+
+/// [`send`] with a descriptor attached (sendmsg: the one syscall a NOTIFY
+/// rule may not name, see isolator::seccomp).
+pub fn send_fd(fd: BorrowedFd, msg: &SyncMsg, attached: &OwnedFd) -> nix::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let body = serde_json::to_vec(msg).unwrap_or_default();
+    let fds = [attached.as_raw_fd()];
+    sendmsg::<()>(
+        fd.as_raw_fd(),
+        &[std::io::IoSlice::new(&body)],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map(|_| ())
+}
+
+/// [`recv`] that also takes a descriptor sent with the message.
+pub fn recv_fd(fd: BorrowedFd) -> nix::Result<(Option<SyncMsg>, Option<OwnedFd>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::FromRawFd;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let msg = match recvmsg::<()>(
+            fd.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            other => other?,
+        };
+        let mut attached = None;
+        for c in msg.cmsgs()? {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                for f in fds {
+                    // SAFETY: a descriptor just received, owned by nobody else.
+                    let owned = unsafe { OwnedFd::from_raw_fd(f) };
+                    attached.get_or_insert(owned);
+                }
+            }
+        }
+        let n = msg.bytes;
+        if n == 0 {
+            return Ok((None, attached));
+        }
+        return Ok((serde_json::from_slice(&buf[..n]).ok(), attached));
+    }
 }
 
 /// stdin/stdout/stderr of the container: the descriptors the supervisor
@@ -483,7 +558,7 @@ fn join_session_keyring() -> nix::Result<()> {
     }
 }
 
-/// linux.personality (LINUX or LINUX32), set just before execve.
+/// linux.personality (LINUX or LINUX32), set before seccomp as in runc.
 fn set_personality(domain: oci_spec::runtime::LinuxPersonalityDomain) -> Result<(), InitFailure> {
     let persona: libc::c_ulong = match domain {
         oci_spec::runtime::LinuxPersonalityDomain::PerLinux => 0x0000,

@@ -148,6 +148,19 @@ pub fn main(args: SupervisorArgs) -> i32 {
     }
 }
 
+/// [`init::recv`] that keeps a descriptor init attached (the seccomp
+/// NOTIFY listener) in `kept`.
+fn recv_keeping_fd(
+    sock: std::os::fd::BorrowedFd,
+    kept: &mut Option<OwnedFd>,
+) -> nix::Result<Option<SyncMsg>> {
+    let (msg, fd) = init::recv_fd(sock)?;
+    if fd.is_some() {
+        *kept = fd;
+    }
+    Ok(msg)
+}
+
 fn report(status: &mut Option<File>, r: &Report) {
     if let Some(f) = status {
         let mut line = serde_json::to_vec(r).unwrap_or_default();
@@ -490,7 +503,8 @@ impl Supervisor {
         }
         init::send(sync_parent.as_fd(), &SyncMsg::Continue)
             .map_err(|e| Error::sys("sync with init", e))?;
-        let mut msg = init::recv(sync_parent.as_fd());
+        let mut listener = None;
+        let mut msg = recv_keeping_fd(sync_parent.as_fd(), &mut listener);
         if let Ok(Some(SyncMsg::Hooks)) = msg {
             // Init has its mounts and waits before pivot_root: the
             // runtime-namespace hooks run now (runtime-spec createRuntime).
@@ -519,6 +533,13 @@ impl Supervisor {
                 },
             )
             .map_err(|e| Error::sys("sync with init", e))?;
+            msg = recv_keeping_fd(sync_parent.as_fd(), &mut listener);
+        }
+        if let (Ok(Some(SyncMsg::SeccompListener)), Some(fd)) = (&msg, listener.take()) {
+            if let Err(e) = self.send_listener(&st, pid.as_raw(), fd) {
+                self.reap_failed_init();
+                return Err(e);
+            }
             msg = init::recv(sync_parent.as_fd());
         }
         match msg {
@@ -556,6 +577,45 @@ impl Supervisor {
         };
         self.dir.write_state(&st)?;
         Ok(pid.as_raw())
+    }
+
+    /// Sends init's seccomp NOTIFY listener to linux.seccomp.listenerPath
+    /// with the container process state, as runc does during create
+    /// (status "creating", init's pid).
+    fn send_listener(
+        &self,
+        st: &crate::state::ContainerState,
+        pid: i32,
+        fd: OwnedFd,
+    ) -> Result<()> {
+        let Some(profile) = self
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.seccomp().as_ref())
+        else {
+            return Err(Error::Init(
+                "init sent a seccomp listener without a profile".into(),
+            ));
+        };
+        let Some(path) = profile.listener_path() else {
+            return Err(Error::Init(
+                "init sent a seccomp listener without linux.seccomp.listenerPath".into(),
+            ));
+        };
+        let state = crate::runtime::OciState {
+            oci_version: crate::runtime::OCI_VERSION.to_string(),
+            id: st.id.clone(),
+            status: Status::Creating,
+            pid,
+            bundle: st.bundle.clone(),
+            annotations: st.annotations.clone(),
+        };
+        let state = serde_json::to_value(&state).unwrap_or_default();
+        let message =
+            isolator::seccomp::process_state(pid, profile.listener_metadata().as_deref(), state);
+        isolator::seccomp::send_to_agent(path, &message, fd.as_fd())?;
+        Ok(())
     }
 
     /// The container's stdin, stdout and stderr, and the read ends of the

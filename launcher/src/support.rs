@@ -110,11 +110,6 @@ pub fn check(spec: &Spec) -> Result<()> {
     if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
         return unsupported("linux.netDevices", "not supported yet");
     }
-    if let Some(s) = linux.seccomp() {
-        if s.listener_path().is_some() {
-            return unsupported("linux.seccomp.listenerPath", "not supported yet");
-        }
-    }
     if let Some(p) = linux.personality() {
         if p.flags().as_ref().is_some_and(|f| !f.is_empty()) {
             return unsupported("linux.personality.flags", "not supported yet");
