@@ -444,6 +444,11 @@ fn receive(listener: &UnixListener) -> Received {
             break;
         }
         body.extend_from_slice(&buf[..n]);
+        // runc 1.1 keeps its end open until it exits: a complete document
+        // is the end of the message.
+        if serde_json::from_slice::<Value>(&body).is_ok() {
+            break;
+        }
     }
     Received {
         state: serde_json::from_slice(&body).unwrap(),
