@@ -201,17 +201,7 @@ fn cgroup_is_placed_under_own_cgroup_and_removed_with_container() {
         assert!(pcg.lines().any(|l| l == want), "{want:?} not in\n{pcg}");
     } else {
         let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
-        let own_mem_path = own
-            .lines()
-            .find_map(|l| {
-                let mut f = l.splitn(3, ':');
-                let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
-                ctrls
-                    .split(',')
-                    .any(|c| c == "memory")
-                    .then(|| path.to_string())
-            })
-            .unwrap();
+        let own_mem_path = common::v1_cgroup_path(&own, "memory").unwrap();
         let want = format!("{}{want_suffix}", own_mem_path.trim_end_matches('/'));
         assert!(
             pcg.lines().any(|l| l

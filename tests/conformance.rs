@@ -14,50 +14,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::oci::{berth, runc, runtime, sh, Bundle, Ran};
+use common::oci::{berth, sh, Bundle, Runc};
 use common::{wait_until, Berth};
 use serde_json::{json, Value};
-
-/// runc with a private state root; every container left in it is
-/// force-deleted on drop.
-struct Runc {
-    bin: PathBuf,
-    root: tempfile::TempDir,
-}
-
-impl Runc {
-    /// None (with the reason printed) when runc is not installed.
-    fn new() -> Option<Runc> {
-        let Some(bin) = runc() else {
-            eprintln!("runc is not installed: comparing with the spec alone");
-            return None;
-        };
-        Some(Runc {
-            bin,
-            root: tempfile::Builder::new()
-                .prefix("runc-test-")
-                .tempdir()
-                .unwrap(),
-        })
-    }
-
-    fn run(&self, args: &[&str]) -> Ran {
-        runtime(&self.bin, self.root.path(), args)
-    }
-}
-
-impl Drop for Runc {
-    fn drop(&mut self) {
-        for e in std::fs::read_dir(self.root.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let id = e.file_name().to_string_lossy().into_owned();
-            let _ = self.run(&["delete", "--force", &id]);
-        }
-    }
-}
 
 /// Mounts made on the host by a test, detached in reverse order on drop.
 #[derive(Default)]

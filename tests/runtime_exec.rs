@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::oci::{berth, runc, runtime, state, Bundle, Ran};
-use common::{berth_bin, wait_until, Berth};
+use common::{berth_bin, v1_dir, wait_until, Berth};
 use serde_json::{json, Value};
 
 /// A runtime (berth or runc) with its state root, and the containers and
@@ -123,27 +123,6 @@ impl Drop for Rt {
 
 fn sleeper(b: &Berth) -> Bundle {
     Bundle::new(b, |c| c["process"]["args"] = json!(["sleep", "600"]))
-}
-
-/// The container's cgroup directory in the v1 hierarchy mounted at
-/// /sys/fs/cgroup/`mount`, from its init's /proc/PID/cgroup.
-fn v1_dir(pid: i64, mount: &str) -> PathBuf {
-    let controller = mount.split(',').next().unwrap();
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    let path = text
-        .lines()
-        .find_map(|l| {
-            let mut f = l.splitn(3, ':');
-            let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
-            ctrls
-                .split(',')
-                .any(|c| c == controller)
-                .then(|| path.to_string())
-        })
-        .unwrap();
-    Path::new("/sys/fs/cgroup")
-        .join(mount)
-        .join(path.trim_start_matches('/'))
 }
 
 fn hybrid() -> bool {

@@ -13,48 +13,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::oci::{berth, runc, runtime, sh, Bundle, Ran};
+use common::oci::{berth, sh, Bundle, Ran, Runc};
 use common::{is_cgroup_v2, Berth};
 use serde_json::{json, Value};
-
-/// runc with a private state root; deletes what is left on drop.
-struct Runc {
-    bin: PathBuf,
-    root: tempfile::TempDir,
-}
-
-impl Runc {
-    fn new() -> Option<Runc> {
-        let Some(bin) = runc() else {
-            eprintln!("runc is not installed: checking against the expected values alone");
-            return None;
-        };
-        Some(Runc {
-            bin,
-            root: tempfile::Builder::new()
-                .prefix("runc-res-")
-                .tempdir()
-                .unwrap(),
-        })
-    }
-
-    fn run(&self, args: &[&str]) -> Ran {
-        runtime(&self.bin, self.root.path(), args)
-    }
-}
-
-impl Drop for Runc {
-    fn drop(&mut self) {
-        for e in std::fs::read_dir(self.root.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let id = e.file_name().to_string_lossy().into_owned();
-            let _ = self.run(&["delete", "--force", &id]);
-        }
-    }
-}
 
 /// Where a controller's files are inside the container.
 fn cg_dir(controller: &str) -> String {

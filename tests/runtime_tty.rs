@@ -8,12 +8,12 @@
 mod common;
 
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::oci::{berth, runc, runtime, sh, Bundle, Ran};
+use common::oci::{berth, recv_message, runc, runtime, sh, Bundle, Ran};
 use common::{berth_bin, wait_until, Berth};
 use serde_json::json;
 
@@ -53,27 +53,6 @@ impl Drop for RuncRoot {
     }
 }
 
-/// Receives the console socket's message: its data and the descriptor.
-fn recv_console(s: &std::os::unix::net::UnixStream) -> (String, OwnedFd) {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    let mut buf = [0u8; 256];
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = recvmsg::<()>(s.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty()).unwrap();
-    let n = msg.bytes;
-    let fd = msg
-        .cmsgs()
-        .unwrap()
-        .find_map(|c| match c {
-            ControlMessageOwned::ScmRights(f) => f.first().copied(),
-            _ => None,
-        })
-        .expect("an fd over SCM_RIGHTS");
-    // SAFETY: the descriptor was just received and is owned by nobody else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    (String::from_utf8_lossy(&buf[..n]).into_owned(), fd)
-}
-
 /// Reads a pty master until `want` shows up, the terminal closes (EIO)
 /// or `secs` pass. Returns everything read.
 fn read_master(master: &OwnedFd, want: &str, secs: u64) -> String {
@@ -109,7 +88,7 @@ fn run_with_console_socket(
     let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
     let t = std::thread::spawn(move || {
         let (s, _) = listener.accept().unwrap();
-        recv_console(&s)
+        recv_message(&s)
     });
     let mut args = vec![
         "run",
@@ -501,7 +480,7 @@ fn exec_tty_comes_from_the_containers_devpts() {
         let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
         let t = std::thread::spawn(move || {
             let (s, _) = listener.accept().unwrap();
-            recv_console(&s)
+            recv_message(&s)
         });
         let r = runtime(
             bin,

@@ -6,11 +6,11 @@
 mod common;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::oci::{berth, runc, runtime, sh, Bundle, Ran};
-use common::{wait_until, Berth};
+use common::{v1_dir, wait_until, Berth};
 use serde_json::{json, Value};
 
 fn stats(b: &Berth, id: &str) -> Value {
@@ -42,25 +42,6 @@ fn update_stdin(bin: &Path, root: &Path, id: &str, doc: &Value) -> Ran {
         out: String::from_utf8_lossy(&out.stdout).into_owned(),
         err: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
-}
-
-/// The container's directory in the v1 hierarchy at /sys/fs/cgroup/`mount`.
-fn v1_dir(pid: i64, mount: &str) -> PathBuf {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    let path = text
-        .lines()
-        .find_map(|l| {
-            let mut f = l.splitn(3, ':');
-            let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
-            ctrls
-                .split(',')
-                .any(|c| c == mount)
-                .then(|| path.to_string())
-        })
-        .unwrap();
-    Path::new("/sys/fs/cgroup")
-        .join(mount)
-        .join(path.trim_start_matches('/'))
 }
 
 /// checkBeforeUpdate: the container writes 48 MiB to a tmpfs (charged to

@@ -217,24 +217,42 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// The directory of our own cgroup in a v1 hierarchy (hybrid hosts).
-pub fn own_v1_cgroup_dir(mount: &str) -> Option<PathBuf> {
-    // `mount` is the hierarchy's directory under /sys/fs/cgroup, e.g.
-    // "memory" or a comounted "cpu,cpuacct"; its first controller names
-    // the line of /proc/self/cgroup.
-    let controller = mount.split(',').next()?;
-    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let path = text.lines().find_map(|l| {
+/// The cgroup path (`/a/b`) that a /proc/PID/cgroup text gives for the v1
+/// `controller`.
+pub fn v1_cgroup_path(proc_cgroup: &str, controller: &str) -> Option<String> {
+    proc_cgroup.lines().find_map(|l| {
         let mut f = l.splitn(3, ':');
         let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
         ctrls
             .split(',')
             .any(|c| c == controller)
             .then(|| path.to_string())
-    })?;
+    })
+}
+
+/// The directory of process `pid`'s cgroup ("self": ours) in the v1
+/// hierarchy mounted at /sys/fs/cgroup/`mount` (e.g. "memory" or a
+/// comounted "cpu,cpuacct", whose first controller names the line of
+/// /proc/PID/cgroup); `None` on a host without that hierarchy.
+pub fn v1_cgroup_dir_of(pid: &str, mount: &str) -> Option<PathBuf> {
+    let controller = mount.split(',').next()?;
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let path = v1_cgroup_path(&text, controller)?;
     let base = Path::new("/sys/fs/cgroup").join(mount);
     base.exists()
         .then(|| base.join(path.trim_start_matches('/')))
+}
+
+/// The directory of our own cgroup in a v1 hierarchy (hybrid hosts).
+pub fn own_v1_cgroup_dir(mount: &str) -> Option<PathBuf> {
+    v1_cgroup_dir_of("self", mount)
+}
+
+/// A container's (its init `pid`'s) directory in the v1 hierarchy at
+/// /sys/fs/cgroup/`mount`; panics on a host without it.
+pub fn v1_dir(pid: i64, mount: &str) -> PathBuf {
+    v1_cgroup_dir_of(&pid.to_string(), mount)
+        .unwrap_or_else(|| panic!("no v1 {mount} cgroup for pid {pid}"))
 }
 
 /// True when /sys/fs/cgroup is a pure cgroup v2 mount.

@@ -90,11 +90,18 @@ pub fn sh(script: &str) -> Value {
 
 /// Receives one descriptor sent over SCM_RIGHTS (a console socket's pty master).
 pub fn recv_fd(s: &std::os::unix::net::UnixStream) -> OwnedFd {
+    recv_message(s).1
+}
+
+/// Receives one message with a descriptor over SCM_RIGHTS: its data (a
+/// console socket's pty name) and the descriptor.
+pub fn recv_message(s: &std::os::unix::net::UnixStream) -> (String, OwnedFd) {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     let mut buf = [0u8; 256];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
     let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
     let msg = recvmsg::<()>(s.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty()).unwrap();
+    let n = msg.bytes;
     let fd = msg
         .cmsgs()
         .unwrap()
@@ -104,5 +111,48 @@ pub fn recv_fd(s: &std::os::unix::net::UnixStream) -> OwnedFd {
         })
         .expect("an fd over SCM_RIGHTS");
     // SAFETY: the descriptor was just received and is owned by nobody else.
-    unsafe { OwnedFd::from_raw_fd(fd) }
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    (String::from_utf8_lossy(&buf[..n]).into_owned(), fd)
+}
+
+/// runc with a private state root; every container left in it is
+/// force-deleted on drop.
+pub struct Runc {
+    pub bin: PathBuf,
+    pub root: tempfile::TempDir,
+}
+
+impl Runc {
+    /// None (with the reason printed) when runc is not installed: the
+    /// caller then checks against the spec alone.
+    pub fn new() -> Option<Runc> {
+        let Some(bin) = runc() else {
+            eprintln!("runc is not installed: comparing with the spec alone");
+            return None;
+        };
+        Some(Runc {
+            bin,
+            root: tempfile::Builder::new()
+                .prefix("runc-test-")
+                .tempdir()
+                .unwrap(),
+        })
+    }
+
+    pub fn run(&self, args: &[&str]) -> Ran {
+        runtime(&self.bin, self.root.path(), args)
+    }
+}
+
+impl Drop for Runc {
+    fn drop(&mut self) {
+        for e in std::fs::read_dir(self.root.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let id = e.file_name().to_string_lossy().into_owned();
+            let _ = self.run(&["delete", "--force", &id]);
+        }
+    }
 }
