@@ -1,5 +1,6 @@
 //! `berth delete [--force] ID`: remove a stopped (or created) container;
-//! a running one only with --force. Runs the poststop hooks.
+//! a running one only with --force (which also accepts an unknown id, as
+//! runc). Runs the poststop hooks.
 
 use launcher::Launcher;
 
@@ -16,7 +17,14 @@ pub struct Args {
 }
 
 pub fn run(l: &Launcher, a: Args) -> CmdResult {
-    for w in l.delete_runtime(&a.id, a.force).map_err(fail)? {
+    let warnings = match l.delete_runtime(&a.id, a.force) {
+        // runc 1.1: `delete --force` of a container it does not know
+        // succeeds; containerd's shim cleanup deletes after the
+        // container is already gone and logs any failure as a leak.
+        Err(launcher::Error::NotFound(_)) if a.force => Vec::new(),
+        r => r.map_err(fail)?,
+    };
+    for w in warnings {
         super::log::warn(&w);
     }
     Ok(0)
