@@ -341,6 +341,38 @@ impl Containerd {
             .unwrap_or_default()
     }
 
+    /// Pids of this daemon's shims (of container `id`, or all): found by
+    /// their command line (`-id ID -address SOCK`): 1.6 leaves no
+    /// shim.pid in the task's state dir.
+    fn shims(&self, id: Option<&str>) -> Vec<i32> {
+        let sock = self.path("containerd.sock").display().to_string();
+        let mut pids = Vec::new();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+                continue;
+            };
+            let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+            let flag = |name: &str| {
+                args.windows(2)
+                    .find(|w| w[0] == name.as_bytes())
+                    .map(|w| String::from_utf8_lossy(w[1]).into_owned())
+            };
+            let is_shim = args
+                .first()
+                .is_some_and(|a| a.ends_with(b"containerd-shim-runc-v2"));
+            if is_shim
+                && flag("-address").as_deref() == Some(sock.as_str())
+                && id.is_none_or(|id| flag("-id").as_deref() == Some(id))
+            {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
     /// Our daemon's cgroup in the hierarchy with `controller`.
     fn private_dir(&self, controller: &str) -> Option<&Path> {
         self.cgroups
@@ -534,8 +566,8 @@ impl Drop for Containerd {
         kill(self.daemon.id() as i32);
         let _ = self.daemon.wait();
         // Shims and containers outlive the daemon: whatever is left in the
-        // daemon's cgroups (frozen ones thawed, or SIGKILL waits), and the
-        // shims and inits the state dir names (a pure v2 host).
+        // daemon's cgroups (frozen ones thawed, or SIGKILL waits), and on a
+        // pure v2 host the inits the state dir names and the shims.
         let mut roots: Vec<PathBuf> = self.cgroups.iter().map(|c| c.dir.clone()).collect();
         if !common::is_cgroup_v2() {
             // Where runc 1.1 puts its containers' cgroup2 (`parent`).
@@ -552,14 +584,13 @@ impl Drop for Containerd {
             .path("state/io.containerd.runtime.v2.task")
             .join(NAMESPACE);
         for e in std::fs::read_dir(tasks).into_iter().flatten().flatten() {
-            for f in ["init.pid", "shim.pid"] {
-                if let Ok(pid) = std::fs::read_to_string(e.path().join(f)) {
-                    if let Ok(pid) = pid.trim().parse() {
-                        kill(pid);
-                    }
+            if let Ok(pid) = std::fs::read_to_string(e.path().join("init.pid")) {
+                if let Ok(pid) = pid.trim().parse() {
+                    kill(pid);
                 }
             }
         }
+        self.shims(None).into_iter().for_each(kill);
         wait_until(10, || {
             let left = pids_in(&trees);
             left.iter().for_each(|&p| kill(p));
@@ -589,6 +620,15 @@ impl Drop for Containerd {
 /// cgroup in lies below it (for Berth's absolute `/berth-test/<id>` too),
 /// and in the memory hierarchy it is `<private>/<parent>/<id>`.
 fn assert_nested(c: &Containerd, rt: Rt, pid: i32, id: &str) {
+    // containerd 1.6 leaves the shim in the daemon's cgroup (ctr gives
+    // no ShimCgroup option): the caller Berth nests below.
+    let shim = c.shims(Some(id));
+    assert_eq!(shim.len(), 1, "the shim of {id}: {shim:?}");
+    assert_eq!(
+        common::v1_cgroup_dir_of(&shim[0].to_string(), "memory").as_deref(),
+        c.private_dir("memory"),
+        "the shim's memory cgroup"
+    );
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     for pc in &c.cgroups {
         if rt == Rt::Runc && pc.controllers.is_empty() {
@@ -879,80 +919,105 @@ fn detached_exec_ps_pause_resume_metrics_kill_delete() {
     }
 }
 
-/// `ctr run --tty` on a real terminal: the container's stdio is a tty of
-/// the size ctr's terminal has (ctr resizes the runtime's pty, whose
-/// master came over the console socket), and the exit code comes back.
+/// Runs `cmd` (a ctr with --tty) on a new pty of 33x101 as its
+/// controlling terminal, waits for the shell's prompt, asks whether its
+/// stdio is a tty and its size, and exits with 7. Returns ctr's exit code
+/// and what the terminal showed.
+fn terminal_session(c: &Containerd, rt: Rt, mut cmd: Command) -> (Option<i32>, String) {
+    let size = nix::pty::Winsize {
+        ws_row: 33,
+        ws_col: 101,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&size), None).unwrap();
+    let (master, slave): (OwnedFd, OwnedFd) = (pty.master, pty.slave);
+    cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave));
+    // SAFETY: only async-signal-safe calls between fork and exec (setsid,
+    // ioctl), on descriptors the child already holds.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            // ctr gets a controlling terminal, as under a real shell.
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = KillOnDrop(cmd.spawn().unwrap());
+    drop(cmd); // closes our copies of the slave, so EOF/EIO ends the reads
+    let mut child = child;
+    let mut seen = String::new();
+    let mut read_until = |want: &str, secs: u64| {
+        wait_until(secs, || {
+            let mut fds = [nix::poll::PollFd::new(
+                master.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)).unwrap_or(0) > 0 {
+                let mut buf = [0u8; 4096];
+                if let Ok(n) = nix::unistd::read(&master, &mut buf) {
+                    seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }
+            seen.contains(want)
+        });
+        seen.clone()
+    };
+    let got = read_until("/ # ", 30);
+    assert!(
+        got.contains("/ # "),
+        "{rt:?}: no prompt: {got:?}\n{}",
+        c.log()
+    );
+    let mut m = std::fs::File::from(master.try_clone().unwrap());
+    m.write_all(b"test -t 0 && test -t 1 && echo IS-A-TTY; echo SIZE=$(stty size); exit 7\n")
+        .unwrap();
+    read_until("SIZE=33 101", 20);
+    let exited = wait_until(20, || child.0.try_wait().unwrap().is_some());
+    assert!(exited, "{rt:?}: ctr did not exit: {seen:?}");
+    (child.0.wait().unwrap().code(), seen)
+}
+
+/// `ctr run --tty` and `ctr task exec --tty` on a real terminal: the
+/// process's stdio is a tty of the size ctr's terminal has (ctr resizes
+/// the runtime's pty, whose master came over the console socket of
+/// `create` and of `exec`), and the exit code comes back.
 #[test]
-fn run_with_a_terminal() {
+fn run_and_exec_with_a_terminal() {
     let c = require_containerd!();
     for rt in Rt::all() {
-        let size = nix::pty::Winsize {
-            ws_row: 33,
-            ws_col: 101,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        let pty = nix::pty::openpty(Some(&size), None).unwrap();
-        let (master, slave): (OwnedFd, OwnedFd) = (pty.master, pty.slave);
-        let mut cmd = c.run_cmd(rt, &["--rm", "--tty"], &id_for(rt, "tty"), &["sh"]);
-        cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
-            .stdout(Stdio::from(slave.try_clone().unwrap()))
-            .stderr(Stdio::from(slave));
-        // SAFETY: only async-signal-safe calls between fork and exec
-        // (setsid, ioctl), on descriptors the child already holds.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                // ctr gets a controlling terminal, as under a real shell.
-                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().unwrap();
-        drop(cmd); // closes our copies of the slave, so EOF/EIO ends the reads
-        let mut seen = String::new();
-        let mut read_until = |want: &str, secs: u64| {
-            wait_until(secs, || {
-                let mut fds = [nix::poll::PollFd::new(
-                    master.as_fd(),
-                    nix::poll::PollFlags::POLLIN,
-                )];
-                if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)).unwrap_or(0) > 0
-                {
-                    let mut buf = [0u8; 4096];
-                    if let Ok(n) = nix::unistd::read(&master, &mut buf) {
-                        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-                    }
-                }
-                seen.contains(want)
-            });
-            seen.clone()
-        };
-        let got = read_until("/ # ", 30);
-        if !got.contains("/ # ") {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{rt:?}: no prompt: {got:?}\n{}", c.log());
-        }
-        let mut m = std::fs::File::from(master.try_clone().unwrap());
-        m.write_all(b"test -t 0 && test -t 1 && echo IS-A-TTY; echo SIZE=$(stty size); exit 7\n")
-            .unwrap();
-        let got = read_until("SIZE=33 101", 20);
-        assert!(got.contains("IS-A-TTY"), "{rt:?}: {got:?}");
-        assert!(got.contains("SIZE=33 101"), "{rt:?}: {got:?}");
-        let exited = wait_until(20, || child.try_wait().unwrap().is_some());
-        if !exited {
-            let _ = child.kill();
-        }
-        let code = child.wait().unwrap().code();
-        assert!(exited, "{rt:?}: ctr did not exit: {got:?}");
-        assert_eq!(code, Some(7), "{rt:?}: {got:?}");
+        let id = id_for(rt, "tty");
+        let cmd = c.run_cmd(rt, &["--rm", "--tty"], &id, &["sh"]);
+        let (code, seen) = terminal_session(&c, rt, cmd);
+        assert!(seen.contains("IS-A-TTY"), "{rt:?}: {seen:?}");
+        assert!(seen.contains("SIZE=33 101"), "{rt:?}: {seen:?}");
+        assert_eq!(code, Some(7), "{rt:?}: {seen:?}");
         assert!(
             wait_until(10, || c.runtime_ids().is_empty()),
             "{rt:?}: {:?}",
             c.runtime_ids()
         );
+
+        let id = id_for(rt, "exec-tty");
+        let o = c.run(rt, &["-d", "--null-io"], &id, &["sleep", "1000"]);
+        assert!(o.status.success(), "{rt:?}: {}", stderr(&o));
+        let mut cmd = c.cmd(&["task", "exec", "--tty", "--fifo-dir"]);
+        cmd.arg(c.path("fifo"))
+            .args(["--exec-id", "shell", &id, "sh"]);
+        let (code, seen) = terminal_session(&c, rt, cmd);
+        assert!(seen.contains("IS-A-TTY"), "{rt:?} exec: {seen:?}");
+        assert!(seen.contains("SIZE=33 101"), "{rt:?} exec: {seen:?}");
+        assert_eq!(code, Some(7), "{rt:?} exec: {seen:?}");
+        c.ok(&["task", "kill", "--signal", "KILL", &id]);
+        assert!(
+            wait_until(20, || c.task(&id).map(|t| t.1) == Some("STOPPED".into())),
+            "{rt:?}"
+        );
+        c.ok(&["task", "delete", &id]);
+        c.ok(&["container", "rm", &id]);
     }
 }
 
@@ -1023,4 +1088,92 @@ fn memory_limit_seen_inside_outside_and_in_metrics() {
     }
     seen.dedup();
     assert_eq!(seen.len(), 1, "berth and runc differ: {seen:?}");
+}
+
+/// A child process killed (by its pid) and reaped when dropped.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The shim watches the init's memory cgroup for OOM kills itself: a
+/// container past its `--memory-limit` dies with 137 and containerd
+/// publishes `/tasks/oom` for it, whichever runtime made the cgroup.
+#[test]
+fn oom_kill_is_an_event() {
+    let c = require_containerd!();
+    if std::fs::read_to_string("/proc/swaps").is_ok_and(|s| s.lines().count() > 1) {
+        eprintln!("skipped: the host has swap, a container past its memory limit swaps");
+        return;
+    }
+    let mut events = c.cmd(&["events"]);
+    events.stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut events = KillOnDrop(events.spawn().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let out = events.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let mut wait_for = |want: &dyn Fn(&str) -> bool, millis: u64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(millis);
+        while std::time::Instant::now() < deadline {
+            if let Ok(l) = rx.recv_timeout(std::time::Duration::from_millis(50)) {
+                seen.push(l);
+                if want(seen.last().unwrap()) {
+                    return true;
+                }
+            }
+        }
+        false
+    };
+    // `ctr events` subscribes asynchronously: label the namespace until
+    // it reports one of the updates.
+    let mut subscribed = false;
+    for i in 0..50 {
+        c.ok(&[
+            "namespaces",
+            "label",
+            NAMESPACE,
+            &format!("berth-probe={i}"),
+        ]);
+        if wait_for(&|l: &str| l.contains("/namespaces/update"), 200) {
+            subscribed = true;
+            break;
+        }
+    }
+    assert!(subscribed, "ctr events saw no namespace update");
+    for rt in Rt::all() {
+        let id = id_for(rt, "oom");
+        let o = c.run(
+            rt,
+            &["-d", "--null-io", "--memory-limit", "16777216"],
+            &id,
+            &["sh", "-c", "head -c 256m /dev/zero | tail"],
+        );
+        assert!(o.status.success(), "{rt:?}: {}\n{}", stderr(&o), c.log());
+        let oom = |l: &str| l.contains("/tasks/oom") && l.contains(&format!("\"{id}\""));
+        assert!(wait_for(&oom, 30_000), "{rt:?}: no oom event");
+        assert!(
+            wait_until(20, || c.task(&id).map(|t| t.1) == Some("STOPPED".into())),
+            "{rt:?}"
+        );
+        let o = c.ctr(&["task", "delete", &id]);
+        assert!(o.status.success(), "{rt:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("exit code 137"),
+            "{rt:?}: {}",
+            stderr(&o)
+        );
+        c.ok(&["container", "rm", &id]);
+    }
 }
