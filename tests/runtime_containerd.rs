@@ -730,6 +730,19 @@ fn run_rm_returns_output_and_exit_code() {
             );
         }
         outcomes.push((o.status.code(), stdout(&o)));
+
+        // A create that fails: the runtime's error, read by the shim from
+        // the `--log` JSON, reaches ctr's user; --rm still removes it.
+        let id = id_for(rt, "rm-fails");
+        let o = c.run(rt, &["--rm"], &id, &["no-such-program"]);
+        assert_eq!(o.status.code(), Some(1), "{rt:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains("OCI runtime create failed") && err.contains("no-such-program"),
+            "{rt:?}: {err}"
+        );
+        assert_eq!(c.ok(&["container", "ls", "--quiet"]).trim(), "", "{rt:?}");
+        assert!(c.runtime_ids().is_empty(), "{rt:?}: {:?}", c.runtime_ids());
     }
     outcomes.dedup();
     assert_eq!(outcomes.len(), 1, "berth and runc differ: {outcomes:?}");
