@@ -536,3 +536,36 @@ fn exec_into_a_paused_container() {
     assert_eq!((r.code, r.out.as_str()), (0, "ok\n"), "{}", r.err);
     assert_eq!(state(&b, "z")["status"], "running");
 }
+
+/// `exec -d` reports the pid only once the program runs: a program that
+/// is not there fails the exec itself (255, "exec failed", no pid file),
+/// as with runc, rather than a detached process that exits 127; a program
+/// that exits at once still succeeds with its pid.
+#[test]
+fn detached_exec_fails_when_the_program_cannot_start() {
+    require_root!();
+    let b = Berth::new();
+    let bundle = sleeper(&b);
+    let mut rts = vec![Rt::berth(&b)];
+    if let Some(bin) = runc() {
+        rts.push(Rt::runc(bin));
+    }
+    for rt in &mut rts {
+        rt.start(&bundle, "dx");
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let p = pid_file.to_str().unwrap();
+        let r = rt.run(&["exec", "-d", "--pid-file", p, "dx", "no-such-program"]);
+        assert_eq!(r.code, 255, "{}: {}", rt.name(), r.err);
+        assert!(r.err.contains("exec failed"), "{}: {}", rt.name(), r.err);
+        assert!(
+            !pid_file.exists(),
+            "{}: a pid file for a failed exec",
+            rt.name()
+        );
+        let r = rt.run(&["exec", "-d", "--pid-file", p, "dx", "true"]);
+        assert_eq!(r.code, 0, "{}: {}", rt.name(), r.err);
+        let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+        assert!(pid > 1, "{}", rt.name());
+    }
+}

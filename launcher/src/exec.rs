@@ -199,6 +199,18 @@ impl Launcher {
         } else {
             None
         };
+        // Detached, the pid is reported only once the program runs, as
+        // runc reports a failed exec: the process writes a byte here when
+        // it fails before execve; execve closes it (close-on-exec).
+        let exec_pipe = if req.detach {
+            Some(
+                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                    .map_err(|e| Error::sys("creating pipe", e))?,
+            )
+        } else {
+            None
+        };
+        let exec_failed_fd = exec_pipe.as_ref().map(|(_, w)| w.as_raw_fd());
         // An exec'd process never gets more than the container's bounding set.
         sets.ambient.retain(|c| sets.bounding.contains(c));
         let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
@@ -251,6 +263,7 @@ impl Launcher {
                 // The child's copy is the one that matters: closed, the
                 // receiver sees the end if the child fails before sending.
                 drop(console);
+                drop(exec_pipe);
                 if let Some((ours, theirs)) = listener_sock {
                     drop(theirs);
                     forward_exec_listener(&spec, &st, init.pid, ours)?;
@@ -280,6 +293,11 @@ impl Launcher {
             ForkResult::Child => {
                 let fail = |msg: String, code: i32| -> ! {
                     eprintln!("berth: {msg}");
+                    if let Some(fd) = exec_failed_fd {
+                        // SAFETY: write(2) of one byte from a live buffer to
+                        // a descriptor this process holds.
+                        unsafe { libc::write(fd, b"!".as_ptr().cast(), 1) };
+                    }
                     // SAFETY: _exit ends the child without running the
                     // parent's atexit handlers.
                     unsafe { libc::_exit(code) }
@@ -305,6 +323,26 @@ impl Launcher {
                 match unsafe { fork() } {
                     Err(e) => fail(format!("fork: {e}"), 1),
                     Ok(ForkResult::Parent { child }) => {
+                        if let Some((r, w)) = exec_pipe {
+                            // Until execve (EOF) or a failure (a byte).
+                            drop(w);
+                            let mut b = [0u8; 1];
+                            let failed = loop {
+                                match nix::unistd::read(&r, &mut b) {
+                                    Err(nix::errno::Errno::EINTR) => continue,
+                                    Ok(n) => break n > 0,
+                                    Err(_) => break false,
+                                }
+                            };
+                            if failed {
+                                let code = match waitpid(child, None) {
+                                    Ok(WaitStatus::Exited(_, c)) if c != 0 => c,
+                                    _ => 1,
+                                };
+                                // SAFETY: see above.
+                                unsafe { libc::_exit(code) }
+                            }
+                        }
                         if let Some((_, w)) = &pid_pipe {
                             let _ = nix::unistd::write(w, &child.as_raw().to_ne_bytes());
                         }
