@@ -32,7 +32,7 @@
 mod common;
 
 use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
@@ -963,22 +963,8 @@ fn terminal_session(c: &Containerd, rt: Rt, mut cmd: Command) -> (Option<i32>, S
     drop(cmd); // closes our copies of the slave, so EOF/EIO ends the reads
     let mut child = child;
     let mut seen = String::new();
-    let mut read_until = |want: &str, secs: u64| {
-        wait_until(secs, || {
-            let mut fds = [nix::poll::PollFd::new(
-                master.as_fd(),
-                nix::poll::PollFlags::POLLIN,
-            )];
-            if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)).unwrap_or(0) > 0 {
-                let mut buf = [0u8; 4096];
-                if let Ok(n) = nix::unistd::read(&master, &mut buf) {
-                    seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            }
-            seen.contains(want)
-        });
-        seen.clone()
-    };
+    let mut read_until =
+        |want: &str, secs: u64| common::read_pty_until(&master, &mut seen, want, secs);
     let got = read_until("/ # ", 30);
     assert!(
         got.contains("/ # "),

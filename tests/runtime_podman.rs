@@ -18,7 +18,7 @@
 mod common;
 
 use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -339,22 +339,8 @@ fn interactive_terminal() {
     let mut child = cmd.spawn().unwrap();
     drop(cmd); // closes our copies of the slave, so EOF/EIO ends the reads
     let mut seen = String::new();
-    let mut read_until = |want: &str, secs: u64| {
-        wait_until(secs, || {
-            let mut fds = [nix::poll::PollFd::new(
-                master.as_fd(),
-                nix::poll::PollFlags::POLLIN,
-            )];
-            if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)).unwrap_or(0) > 0 {
-                let mut buf = [0u8; 4096];
-                if let Ok(n) = nix::unistd::read(&master, &mut buf) {
-                    seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            }
-            seen.contains(want)
-        });
-        seen.clone()
-    };
+    let mut read_until =
+        |want: &str, secs: u64| common::read_pty_until(&master, &mut seen, want, secs);
     let got = read_until("/ # ", 60);
     assert!(got.contains("/ # "), "no prompt: {got:?}");
     let mut m = std::fs::File::from(master.try_clone().unwrap());

@@ -104,14 +104,7 @@ fn probe_files(controller: &str) -> Vec<String> {
         let rel = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
         (PathBuf::from("/sys/fs/cgroup"), rel.to_string())
     } else {
-        let Some(rel) = own.lines().find_map(|l| {
-            let mut f = l.splitn(3, ':');
-            let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
-            ctrls
-                .split(',')
-                .any(|c| c == controller)
-                .then(|| path.to_string())
-        }) else {
+        let Some(rel) = common::v1_cgroup_path(&own, controller) else {
             return Vec::new();
         };
         (PathBuf::from(format!("/sys/fs/cgroup/{controller}")), rel)

@@ -335,3 +335,28 @@ pub fn pymesos_python() -> Option<PathBuf> {
         .is_ok_and(|o| o.status.success());
     ok.then_some(python)
 }
+
+/// Reads what a pty `master` shows into `seen` until it contains `want` or
+/// `secs` pass; returns all seen so far.
+pub fn read_pty_until(
+    master: &std::os::fd::OwnedFd,
+    seen: &mut String,
+    want: &str,
+    secs: u64,
+) -> String {
+    use std::os::fd::AsFd;
+    wait_until(secs, || {
+        let mut fds = [nix::poll::PollFd::new(
+            master.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)).unwrap_or(0) > 0 {
+            let mut buf = [0u8; 4096];
+            if let Ok(n) = nix::unistd::read(master, &mut buf) {
+                seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        }
+        seen.contains(want)
+    });
+    seen.clone()
+}
