@@ -159,20 +159,33 @@ impl IoLimit {
     }
 }
 
-/// "1048576", "512k", "10m", "1g", "10MiB", "1mb": binary units, as Docker.
+/// A size as docker's RAMInBytes reads it (runc's `update` uses it too):
+/// "1048576", "512k", "10m", "1.5g", "10MiB", "100 MB", "1p": binary
+/// multiples, case-insensitive, an optional fraction. None for anything
+/// else, negative sizes included.
 pub fn parse_bytes(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
+    let lower = s.trim().to_ascii_lowercase();
+    let unit_start = lower
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(lower.len());
+    let (num, unit) = lower.split_at(unit_start);
+    let unit = unit.trim_start();
+    let unit = unit.strip_suffix('b').unwrap_or(unit);
+    let unit = unit.strip_suffix('i').unwrap_or(unit);
+    let mult = match unit {
+        "" => 1.0,
+        "k" => 1024.0,
+        "m" => 1024f64.powi(2),
+        "g" => 1024f64.powi(3),
+        "t" => 1024f64.powi(4),
+        "p" => 1024f64.powi(5),
         _ => return None,
     };
-    n.checked_mul(mult)
+    if num.is_empty() || num.starts_with('.') || num.ends_with('.') {
+        return None;
+    }
+    let total = num.parse::<f64>().ok()? * mult;
+    (total.is_finite() && total < u64::MAX as f64).then_some(total as u64)
 }
 
 /// What `berth launch` asks for. Every field is validated by

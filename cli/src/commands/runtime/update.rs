@@ -74,48 +74,23 @@ pub struct Args {
     pub id: String,
 }
 
-/// docker's RAMInBytes, which runc uses: "64m", "1.5g", "512KiB",
-/// "100 MB" (binary multiples, case-insensitive); "-1" stays -1
-/// (unlimited where the field allows it).
+/// A size flag as runc reads it (docker's RAMInBytes,
+/// [`launcher::spec::parse_bytes`]); "-1" stays -1 (unlimited where the
+/// field allows it).
 fn bytes(flag: &str, v: &str) -> Result<i64, Failure> {
-    let bad = || {
-        fail(launcher::Error::invalid(
-            flag,
-            format!(
-                "{v:?} is not a size (a number with an optional k, m, g, t or p suffix, or -1)"
-            ),
-        ))
-    };
-    let t = v.trim();
-    if t == "-1" {
+    if v.trim() == "-1" {
         return Ok(-1);
     }
-    let lower = t.to_ascii_lowercase();
-    let unit_start = lower
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(lower.len());
-    let (num, unit) = lower.split_at(unit_start);
-    let unit = unit.trim_start();
-    let unit = unit.strip_suffix('b').unwrap_or(unit);
-    let unit = unit.strip_suffix('i').unwrap_or(unit);
-    let mult: f64 = match unit {
-        "" => 1.0,
-        "k" => 1024.0,
-        "m" => 1024.0 * 1024.0,
-        "g" => 1024.0 * 1024.0 * 1024.0,
-        "t" => 1024f64.powi(4),
-        "p" => 1024f64.powi(5),
-        _ => return Err(bad()),
-    };
-    if num.is_empty() || num.starts_with('.') || num.ends_with('.') {
-        return Err(bad());
-    }
-    let n: f64 = num.parse().map_err(|_| bad())?;
-    let total = n * mult;
-    if !total.is_finite() || total >= i64::MAX as f64 {
-        return Err(bad());
-    }
-    Ok(total as i64)
+    launcher::spec::parse_bytes(v)
+        .and_then(|n| i64::try_from(n).ok())
+        .ok_or_else(|| {
+            fail(launcher::Error::invalid(
+                flag,
+                format!(
+                    "{v:?} is not a size (a number with an optional k, m, g, t or p suffix, or -1)"
+                ),
+            ))
+        })
 }
 
 fn load(path: &PathBuf) -> Result<LinuxResources, Failure> {
