@@ -30,6 +30,20 @@ use nix::sys::termios::{self, SetArg, Termios};
 /// The name runc sends with the master: the path the master was opened at.
 pub const MASTER_NAME: &str = "/dev/ptmx";
 
+/// The signals a foreground `run` or `exec -t` passes on to the process
+/// (with SIGCHLD, to notice its end, they are what the caller blocks and
+/// reads from a signalfd). SIGWINCH is relayed as a resize when there is a
+/// terminal.
+pub const FORWARDED_SIGNALS: [nix::sys::signal::Signal; 7] = [
+    nix::sys::signal::Signal::SIGINT,
+    nix::sys::signal::Signal::SIGTERM,
+    nix::sys::signal::Signal::SIGHUP,
+    nix::sys::signal::Signal::SIGQUIT,
+    nix::sys::signal::Signal::SIGUSR1,
+    nix::sys::signal::Signal::SIGUSR2,
+    nix::sys::signal::Signal::SIGWINCH,
+];
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConsoleError {
     #[error("connecting to the console socket {path}: {source}")]

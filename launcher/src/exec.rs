@@ -878,16 +878,10 @@ fn relay_exec(
     // with the caller's terminal still raw; all but SIGCHLD and SIGWINCH
     // are passed on to the process.
     let mut mask = SigSet::empty();
-    for s in [
-        Signal::SIGCHLD,
-        Signal::SIGWINCH,
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-    ] {
+    for s in crate::console::FORWARDED_SIGNALS
+        .into_iter()
+        .chain([Signal::SIGCHLD])
+    {
         mask.add(s);
     }
     let mut old = SigSet::empty();

@@ -35,17 +35,6 @@ pub struct Args {
     pub id: String,
 }
 
-/// Signals a foreground `run` passes on to the container.
-const FORWARDED: [Signal; 7] = [
-    Signal::SIGINT,
-    Signal::SIGTERM,
-    Signal::SIGHUP,
-    Signal::SIGQUIT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGWINCH,
-];
-
 pub fn run(l: &Launcher, a: Args) -> CmdResult {
     launcher::trace::mark("run: begin");
     if a.detach {
@@ -63,7 +52,10 @@ pub fn run(l: &Launcher, a: Args) -> CmdResult {
     // Blocked before the container exists, so none is lost; the supervisor
     // (spawned through std::process) starts with an empty mask.
     let mut mask = SigSet::empty();
-    for s in FORWARDED.iter().chain([&Signal::SIGCHLD]) {
+    for s in launcher::console::FORWARDED_SIGNALS
+        .iter()
+        .chain([&Signal::SIGCHLD])
+    {
         mask.add(*s);
     }
     mask.thread_block()
