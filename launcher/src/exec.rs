@@ -422,24 +422,19 @@ impl Launcher {
                     fail(e.to_string(), 1);
                 }
                 let set_groups = !in_userns;
-                // Seccomp as in the container's init (and runc): without
-                // no_new_privs, before CAP_SYS_ADMIN goes.
+                // Seccomp where the container's init (and runc) installs it.
                 let listener_end = listener_sock.as_ref().map(|(_, theirs)| theirs);
-                if !nnp {
-                    if let Err(e) = install_exec_seccomp(seccomp.as_ref(), listener_end) {
-                        fail(e, 1);
-                    }
-                }
-                if let Err(e) = isolator::capabilities::apply(&sets, &user, set_groups) {
-                    fail(e.to_string(), 1);
-                }
-                if nnp {
-                    if let Err(e) = isolator::capabilities::set_no_new_privs() {
-                        fail(e.to_string(), 1);
-                    }
-                    if let Err(e) = install_exec_seccomp(seccomp.as_ref(), listener_end) {
-                        fail(e, 1);
-                    }
+                if let Err(e) =
+                    crate::init::assume_credentials(&sets, &user, set_groups, nnp, || {
+                        install_exec_seccomp(seccomp.as_ref(), listener_end).map_err(|message| {
+                            crate::init::InitFailure {
+                                message,
+                                exit_code: 1,
+                            }
+                        })
+                    })
+                {
+                    fail(e.message, 1);
                 }
                 // runc's HOME: from the container's /etc/passwd (this
                 // process is in its mount namespace now) when env has none.

@@ -217,25 +217,39 @@ fn setup(cfg: &InitConfig) -> Result<std::convert::Infallible, InitFailure> {
     if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
         set_personality(p.domain())?;
     }
-    if !nnp {
-        install_seccomp(cfg)?;
-    }
-    capabilities::apply(&sets, &user, set_groups).map_err(|e| ("capabilities", e))?;
-    if nnp {
-        capabilities::set_no_new_privs().map_err(|e| ("no_new_privs", e))?;
-    }
     if let Some(mask) = process.user().umask() {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
     }
-    if nnp {
-        install_seccomp(cfg)?;
-    }
+    assume_credentials(&sets, &user, set_groups, nnp, || install_seccomp(cfg))?;
     send(cfg.sync.as_fd_borrowed(), &SyncMsg::Ready).map_err(|e| ("reporting ready", e))?;
     crate::trace::mark("init: ready, waiting for start");
     wait_for_start(cfg, hook_state.as_deref())?;
     crate::trace::mark("init: started, exec");
     prepare_exec_signals();
     Err(exec(&program, &args, &env))
+}
+
+/// Takes on the process's capabilities (and no_new_privs when asked) with
+/// the seccomp filter installed where runc installs it: without
+/// no_new_privs before the capabilities go, since installing then needs
+/// CAP_SYS_ADMIN; with it, right after no_new_privs is set. For init and
+/// for exec'd processes alike; `install` installs the filter, if any.
+pub(crate) fn assume_credentials(
+    sets: &CapabilitySets,
+    user: &UserSpec,
+    set_groups: bool,
+    nnp: bool,
+    mut install: impl FnMut() -> Result<(), InitFailure>,
+) -> Result<(), InitFailure> {
+    if !nnp {
+        install()?;
+    }
+    capabilities::apply(sets, user, set_groups).map_err(|e| ("capabilities", e))?;
+    if nnp {
+        capabilities::set_no_new_privs().map_err(|e| ("no_new_privs", e))?;
+        install()?;
+    }
+    Ok(())
 }
 
 /// Installs the seccomp filters; a NOTIFY listener goes to the supervisor
