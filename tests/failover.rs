@@ -96,6 +96,30 @@ fn restart_master(
     masters[i].line("listening on");
 }
 
+/// `berth agent` as node1 with the list of all masters, its containers in
+/// `berth`'s root; waits until it has registered.
+fn spawn_agent(
+    addrs: &[String],
+    work: &Path,
+    berth: &Berth,
+    resources: &str,
+    extra: &[&str],
+) -> Daemon {
+    let mut args: Vec<String> = vec![
+        "agent".into(),
+        format!("--master={}", addrs.join(",")),
+        "--port=0".into(),
+        format!("--work-dir={}", work.join("agent").display()),
+        format!("--launcher-root={}", berth.root.path().display()),
+        format!("--resources={resources}"),
+        "--hostname=node1".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let mut agent = Daemon::spawn("agent", &args);
+    agent.line("registered with master");
+    agent
+}
+
 /// A client that shows redirects instead of following them.
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
@@ -332,19 +356,7 @@ async fn agent_and_framework_survive_leader_failover() {
 
     // Dropped in reverse: the agent stops before its containers go.
     let berth = Berth::new();
-    let mut agent = Daemon::spawn(
-        "agent",
-        &[
-            "agent".into(),
-            format!("--master={}", addrs.join(",")),
-            "--port=0".into(),
-            format!("--work-dir={}", work.path().join("agent").display()),
-            format!("--launcher-root={}", berth.root.path().display()),
-            "--resources=cpus:2;mem:512".into(),
-            "--hostname=node1".into(),
-        ],
-    );
-    agent.line("registered with master");
+    let mut agent = spawn_agent(&addrs, work.path(), &berth, "cpus:2;mem:512", &[]);
 
     // A reservation by the operator, on the leader.
     let op = OperatorClient::new(&leader.parse().unwrap());
@@ -699,20 +711,13 @@ async fn launch_storm_survives_repeated_leader_kills() {
 
     // Room for all 200 at once (2 cpus, 1600 MB) beside the reservation.
     let berth = Berth::new();
-    let mut agent = Daemon::spawn(
-        "agent",
-        &[
-            "agent".into(),
-            format!("--master={}", addrs.join(",")),
-            "--port=0".into(),
-            format!("--work-dir={}", work.path().join("agent").display()),
-            format!("--launcher-root={}", berth.root.path().display()),
-            "--resources=cpus:4;mem:3072".into(),
-            "--hostname=node1".into(),
-            "--status-update-retry-interval=1s".into(),
-        ],
+    let mut agent = spawn_agent(
+        &addrs,
+        work.path(),
+        &berth,
+        "cpus:4;mem:3072",
+        &["--status-update-retry-interval=1s"],
     );
-    agent.line("registered with master");
     let agent_pid = agent.pid();
 
     // Registry state made before the storm: the agent's admission, a
@@ -953,19 +958,7 @@ async fn pymesos_follows_a_followers_redirect_to_the_leader() {
     let follower = addrs[(l + 1) % addrs.len()].clone();
     // Dropped in reverse: the agent stops before its containers go.
     let berth = Berth::new();
-    let mut agent = Daemon::spawn(
-        "agent",
-        &[
-            "agent".into(),
-            format!("--master={}", addrs.join(",")),
-            "--port=0".into(),
-            format!("--work-dir={}", work.path().join("agent").display()),
-            format!("--launcher-root={}", berth.root.path().display()),
-            "--resources=cpus:2;mem:512".into(),
-            "--hostname=node1".into(),
-        ],
-    );
-    agent.line("registered with master");
+    let _agent = spawn_agent(&addrs, work.path(), &berth, "cpus:2;mem:512", &[]);
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/py/pymesos_scheduler.py");
     let mut cmd = std::process::Command::new(python);
