@@ -92,20 +92,20 @@ pub enum Rootless {
     False,
 }
 
-static ROOTLESS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+static ROOTLESS: std::sync::OnceLock<Rootless> = std::sync::OnceLock::new();
 
-/// Records `--rootless` for this invocation (main, once).
+/// Records `--rootless` for this invocation (main, once); `auto` is
+/// resolved only by the verbs that create containers.
 pub fn set_rootless(mode: Rootless) {
-    let on = match mode {
-        Rootless::True => true,
-        Rootless::False => false,
-        Rootless::Auto => !nix::unistd::geteuid().is_root() || in_partial_user_namespace(),
-    };
-    let _ = ROOTLESS.set(on);
+    let _ = ROOTLESS.set(mode);
 }
 
 fn rootless() -> bool {
-    ROOTLESS.get().copied().unwrap_or(false)
+    match ROOTLESS.get().copied().unwrap_or(Rootless::Auto) {
+        Rootless::True => true,
+        Rootless::False => false,
+        Rootless::Auto => !nix::unistd::geteuid().is_root() || in_partial_user_namespace(),
+    }
 }
 
 /// True inside a user namespace whose uid map is not the whole range
